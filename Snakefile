@@ -1,0 +1,28 @@
+# dnalm: classify DNA sequences of any length with a DNABERT-style encoder.
+# Stages: extract regions -> windows in Parquet shards -> embeddings per shard
+# -> trained heads -> per-sequence tables and tracks. See README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/extract.smk"
+include: "rules/windows.smk"
+include: "rules/embed.smk"
+include: "rules/train.smk"
+include: "rules/classify.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True
+
+
+onsuccess:
+    print_outputs()

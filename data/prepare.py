@@ -1,0 +1,73 @@
+"""How the bundled data files were made from the team's shared data folder.
+
+Run once by a maintainer (`python data/prepare.py ../shared/data`); a clone
+never needs it, the outputs are committed. Every sequence is real (NCBI
+records; see data/README.md for sources and licences).
+"""
+
+import csv
+import gzip
+import os
+import sys
+import tempfile
+
+import pysam
+
+
+def bgzip_fasta(src: str, dst: str) -> None:
+    """Re-compress a plain-gzip FASTA with bgzip so pysam can index it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = os.path.join(tmp, "plain.fa")
+        with gzip.open(src) as fin, open(plain, "wb") as fout:
+            fout.write(fin.read())
+        pysam.tabix_compress(plain, dst, force=True)
+
+
+def csv_to_fasta_and_labels(src: str, fasta: str, labels: str) -> None:
+    """A labelled CSV (id,label,split,...,sequence) -> bgzip FASTA + labels TSV."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = os.path.join(tmp, "plain.fa")
+        with gzip.open(src, "rt") as fin, open(plain, "w") as fa, open(labels, "w") as lab:
+            lab.write("id\tlabel\tsplit\n")
+            for row in csv.DictReader(fin):
+                seq = row["sequence"]
+                fa.write(f">{row['id']}\n")
+                for i in range(0, len(seq), 80):
+                    fa.write(seq[i : i + 80] + "\n")
+                lab.write(f"{row['id']}\t{row['label']}\t{row['split']}\n")
+        pysam.tabix_compress(plain, fasta, force=True)
+
+
+def region_csv_to_bed(src: str, bed: str) -> None:
+    """Labelled E. coli windows -> BED6 + label + split columns."""
+    with gzip.open(src, "rt") as fin, open(bed, "w") as out:
+        for row in csv.DictReader(fin):
+            out.write(
+                "\t".join(
+                    [row["source_accession"], row["start"], row["end"], row["id"], "0",
+                     row["strand"], row["label"], row["split"]]
+                )
+                + "\n"
+            )
+
+
+def main(shared: str) -> None:
+    ref = os.path.join(shared, "reference")
+    for name in ["ecoli_k12_mg1655_NC_000913.3", "phiX174_NC_001422.1", "lambda_phage_NC_001416.1"]:
+        bgzip_fasta(os.path.join(ref, f"{name}.fa.gz"), f"data/{name}.fa.gz")
+    region_csv_to_bed(os.path.join(ref, "ecoli_k12_region_windows.csv.gz"), "data/ecoli_k12_regions.bed")
+    with open(os.path.join(ref, "phiX174_NC_001422.1.genes.bed")) as fin, open("data/phiX174_genes.bed", "w") as out:
+        out.write(fin.read())
+    csv_to_fasta_and_labels(
+        os.path.join(shared, "bacteria_genus", "bacteria_genus_fragments.csv.gz"),
+        "data/bacteria_genus.fa.gz", "data/bacteria_genus_labels.tsv")
+    csv_to_fasta_and_labels(
+        os.path.join(shared, "fixtures", "orchid_its_genus.csv.gz"),
+        "data/orchid_its.fa.gz", "data/orchid_its_labels.tsv")
+    csv_to_fasta_and_labels(
+        os.path.join(shared, "fixtures", "dnabert_sample_101bp.csv.gz"),
+        "data/dnabert_101bp.fa.gz", "data/dnabert_101bp_labels.tsv")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,136 @@
+# Config validation, the parse-time shard plan, and every path and input function.
+# Nothing else computes paths.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The package lives in src/: importable here (parse time) and in every job.
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
+)
+
+from dnalm.encoder import is_local
+from dnalm.errors import InputError
+from dnalm.extract import RegionSource, load_regions
+from dnalm.windows import WindowSpec, plan_shards, shard_name
+
+
+validate(config, workflow.source_path("../config/schema.yaml"))
+
+INPUT = RegionSource.from_config(config["input"])
+WINDOWS = WindowSpec(
+    size=config["windows"]["size"],
+    stride=config["windows"]["stride"],
+    per_shard=config["windows"]["per_shard"],
+    iupac=config["windows"]["iupac"],
+)
+
+# The shard plan comes from sequence lengths, so the DAG is static and a dry
+# run shows every embedding job. Bad input is reported here, before any job.
+try:
+    WINDOWS.check()
+    _REGIONS = load_regions(INPUT)
+except InputError as err:
+    raise WorkflowError(str(err))
+SHARDS = [shard_name(i) for i in range(plan_shards(_REGIONS["length"].to_numpy(), WINDOWS))]
+LABELLED = bool(_REGIONS["label"].notna().any())
+
+wildcard_constraints:
+    shard=r"\d{5}",
+    head=r"[A-Za-z0-9_]+",
+
+# ------------------------------------------------------------------- encoder
+ENC = config["encoder"]
+if ENC["source"] == "tiny":
+    ENCODER_DIR = "results/encoder/tiny"
+    ENCODER_FILES = [f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")]
+else:
+    ENCODER_DIR = ENC["model"]
+    if is_local(ENCODER_DIR) and not Path(ENCODER_DIR).is_dir():
+        raise WorkflowError(
+            f"{ENCODER_DIR}: model directory does not exist.\nFix: set encoder.model to a local "
+            "directory written by save_pretrained, or to a hub id in the local Hugging Face cache."
+        )
+    # Local weights are inputs, so replacing them re-runs the embeddings.
+    ENCODER_FILES = (
+        sorted(str(p) for p in Path(ENCODER_DIR).iterdir()
+               if p.name in ("config.json", "vocab.txt") or p.suffix in (".safetensors", ".bin"))
+        if is_local(ENCODER_DIR) else []
+    )
+
+# --------------------------------------------------------------------- heads
+PRETRAINED_HEAD = config["classify"]["pretrained_head"]
+if PRETRAINED_HEAD:
+    if not (Path(PRETRAINED_HEAD) / "head.json").exists():
+        raise WorkflowError(
+            f"{PRETRAINED_HEAD}: no trained head here (head.json missing).\nFix: set "
+            "classify.pretrained_head to a results/heads/<kind> folder of a labelled run."
+        )
+    HEADS = ["pretrained"]
+else:
+    if not LABELLED:
+        raise WorkflowError(
+            f"No sequence has a label, so no head can be trained (input mode {INPUT.mode}).\n"
+            "Fix: give labels (BED label column, or input.labels for a FASTA), or set "
+            "classify.pretrained_head to annotate with a trained head."
+        )
+    HEADS = list(config["heads"]["train"])
+
+
+def head_dir(wildcards):
+    if wildcards.head == "pretrained":
+        return PRETRAINED_HEAD
+    return f"results/heads/{wildcards.head}"
+
+
+def head_files(wildcards):
+    return [f"{head_dir(wildcards)}/{f}" for f in ("head.json", "head.safetensors")]
+
+
+def train_settings(wildcards):
+    """Only the settings a head depends on: the mean head ignores the hierarchical shape."""
+    heads = config["heads"]
+    settings = dict(heads["training"], pooling=heads["pooling"], max_n_fraction=heads["max_n_fraction"])
+    if wildcards.head == "hierarchical":
+        settings.update(heads["hierarchical"])
+    return settings
+
+
+# ------------------------------------------------------------------- outputs
+WINDOW_SHARDS = expand("results/windows/shard_{shard}.parquet", shard=SHARDS)
+EMBEDDINGS = expand("results/embeddings/shard_{shard}.parquet", shard=SHARDS)
+
+
+def final_outputs():
+    outputs = expand("results/classify/{head}/predictions.tsv", head=HEADS)
+    if config["classify"]["tracks"]:
+        outputs += expand("results/classify/{head}/tracks", head=HEADS)
+    if not PRETRAINED_HEAD:
+        outputs += expand("results/heads/{head}/metrics.json", head=HEADS)
+    return outputs
+
+
+def print_outputs():
+    import json
+
+    print("\ndnalm finished. Per-sequence tables:")
+    for head in HEADS:
+        print(f"  results/classify/{head}/predictions.tsv (and .parquet)")
+        metrics = Path(f"results/heads/{head}/metrics.json")
+        if metrics.exists() and not PRETRAINED_HEAD:
+            test = json.loads(metrics.read_text())["test"]
+            if test.get("n"):
+                auroc = test["auroc"] if test["auroc"] is not None else float("nan")
+                print(
+                    f"    {head} head, test split (n={test['n']}): accuracy {test['accuracy']:.3f}  "
+                    f"macro-F1 {test['macro_f1']:.3f}  MCC {test['mcc']:.3f}  AUROC {auroc:.3f}  "
+                    f"[{metrics}]"
+                )
+    if config["classify"]["tracks"]:
+        print(f"  tracks: results/classify/<head>/tracks/ (calls.bed, prob_<class>.bedGraph)")

@@ -1,0 +1,40 @@
+rule build_tiny_encoder:
+    output:
+        ENCODER_FILES if ENC["source"] == "tiny" else [],
+    params:
+        shape=ENC["tiny"],
+    log:
+        "logs/build_tiny_encoder/build_tiny_encoder.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/build_tiny_encoder.py"
+
+
+# One job per shard: the GPU job on a cluster. Batch size and threads are
+# resources (profile knobs), not params, so changing them re-runs nothing.
+rule embed_shard:
+    input:
+        shard="results/windows/shard_{shard}.parquet",
+        encoder=ENCODER_FILES,
+    output:
+        "results/embeddings/shard_{shard}.parquet",
+    params:
+        model=ENCODER_DIR,
+        revision=ENC["revision"],
+        trust_remote_code=ENC["trust_remote_code"],
+        precision=ENC["precision"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+        batch_size=16,
+    log:
+        "logs/embed_shard/{shard}.log",
+    benchmark:
+        "benchmarks/embed_shard/{shard}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/embed_shard.py"

@@ -1,0 +1,15 @@
+"""Rule make_windows: cut every sequence into windows, write the shards."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from dnalm.windows import WindowSpec, write_shards
+from dnalm.workflow import step
+
+with step(snakemake):
+    spec = WindowSpec(size=snakemake.params.size, stride=snakemake.params.stride,
+                      per_shard=snakemake.params.per_shard, iupac=snakemake.params.iupac)
+    regions = pq.read_table(snakemake.input.regions).to_pandas()
+    out_dir = Path(snakemake.output.sequences).parent
+    write_shards(regions, snakemake.input.fasta, spec, str(out_dir), snakemake.params.n_shards)

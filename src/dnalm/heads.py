@@ -1,0 +1,158 @@
+"""Stage 4 models: classifiers that read a sequence's window vectors.
+
+Both heads take the same batch:
+    windows   (batch, max_windows, embed_dim)  float, padded
+    positions (batch, max_windows)             float, window start / stride
+    mask      (batch, max_windows)             bool, True = a real window
+so a padded slot never reaches an output (tests/test_heads.py checks it).
+
+- MeanPoolHead: the baseline, masked mean of the normalised vectors + linear.
+- HierarchicalHead: a transformer encoder over the window sequence with a key
+  padding mask and sinusoidal window-position encoding, masked mean, linear.
+
+Weights are saved as safetensors with a JSON config beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import InputError
+from .io import atomic_path, write_json_atomic
+
+HEAD_KINDS = ("hierarchical", "mean")
+WEIGHTS_FILE = "head.safetensors"
+CONFIG_FILE = "head.json"
+
+
+@dataclass
+class HeadConfig:
+    kind: str  # hierarchical | mean
+    class_names: list[str]
+    embed_dim: int
+    pooling: str  # which window vector: cls | mean
+    d_model: int = 128
+    layers: int = 2
+    attention_heads: int = 4
+    dropout: float = 0.1
+    # What the head was trained on: applying it to other embeddings is an error.
+    encoder: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of x (batch, windows, dim) where mask (batch, windows) is True."""
+    weights = mask.unsqueeze(-1).to(x.dtype)  # (batch, windows, 1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer sine/cosine encoding of (fractional) positions: (...,) -> (..., dim)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / max(half, 1))
+    angles = positions.unsqueeze(-1) * freq  # (..., half)
+    enc = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    return nn.functional.pad(enc, (0, dim - 2 * half))
+
+
+class _Normalise(nn.Module):
+    """Standardise window vectors with statistics of the training windows (saved with the head)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class MeanPoolHead(nn.Module):
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        self.normalise = _Normalise(config.embed_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embed_dim, config.n_classes)
+
+    def forward(self, windows, positions, mask):
+        pooled = masked_mean(self.normalise(windows), mask)  # (batch, embed_dim)
+        return self.classifier(self.dropout(pooled))  # (batch, classes)
+
+
+class HierarchicalHead(nn.Module):
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        self.normalise = _Normalise(config.embed_dim)
+        self.project = nn.Linear(config.embed_dim, config.d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model=config.d_model, nhead=config.attention_heads, dim_feedforward=2 * config.d_model,
+            dropout=config.dropout, batch_first=True, norm_first=True,
+        )
+        # No nested-tensor fast path: outputs must not depend on how a batch is padded.
+        self.encoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.classifier = nn.Linear(config.d_model, config.n_classes)
+
+    def forward(self, windows, positions, mask):
+        x = self.project(self.normalise(windows))  # (batch, windows, d_model)
+        x = x + sinusoidal(positions, self.config.d_model)
+        x = self.encoder(x, src_key_padding_mask=~mask)  # (batch, windows, d_model)
+        pooled = self.norm(masked_mean(x, mask))  # (batch, d_model)
+        return self.classifier(pooled)  # (batch, classes)
+
+
+def build_head(config: HeadConfig) -> nn.Module:
+    if config.kind == "hierarchical":
+        return HierarchicalHead(config)
+    if config.kind == "mean":
+        return MeanPoolHead(config)
+    raise InputError(f"unknown head kind {config.kind!r}", fix=f"use one of {', '.join(HEAD_KINDS)}")
+
+
+def save_head(head: nn.Module, folder: str | Path) -> None:
+    folder = Path(folder)
+    state = {name: t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "kind": head.config.kind})
+    write_json_atomic(folder / CONFIG_FILE, asdict(head.config))
+
+
+def load_head(folder: str | Path) -> nn.Module:
+    folder = Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).exists():
+            raise InputError(f"trained head is missing {name}", path=folder,
+                             fix="point classify.pretrained_head at a folder written by the train_head rule")
+    config = HeadConfig(**json.loads((folder / CONFIG_FILE).read_text()))
+    head = build_head(config)
+    head.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return head.eval()
+
+
+def check_compatible(config: HeadConfig, embed_dim: int, encoder: dict, where: object) -> None:
+    """A head applies only to embeddings of the encoder, k-mer and window it was trained on."""
+    if embed_dim != config.embed_dim:
+        raise InputError(
+            f"the head was trained on {config.embed_dim}-dim embeddings but these are {embed_dim}-dim "
+            f"(encoder {encoder.get('model')!r})", path=where,
+            fix="use a head trained with this encoder, or set encoder.model to the one the head was trained on "
+                f"({config.encoder.get('model')!r})")
+    for key in ("model_sha256", "kmer", "window_size", "window_stride"):
+        trained, now = config.encoder.get(key), encoder.get(key)
+        if trained is not None and now is not None and trained != now:
+            raise InputError(
+                f"the head was trained with {key}={trained!r} but these embeddings have {key}={now!r} "
+                f"(trained on encoder {config.encoder.get('model')!r})", path=where,
+                fix="use the encoder and window settings the head was trained with, or retrain the head")
