@@ -23,6 +23,20 @@ from dnalm.windows import WindowSpec, plan_shards, shard_name
 
 validate(config, workflow.source_path("../config/schema.yaml"))
 
+OUT = config["outdir"].rstrip("/")
+LOGS = config["logdir"].rstrip("/")
+
+
+def out(path):
+    """A path under the results folder (wildcards in braces pass through)."""
+    return f"{OUT}/{path}"
+
+
+def logfile(path):
+    """A path under the logs folder."""
+    return f"{LOGS}/{path}"
+
+
 INPUT = RegionSource.from_config(config["input"])
 WINDOWS = WindowSpec(
     size=config["windows"]["size"],
@@ -48,7 +62,7 @@ wildcard_constraints:
 # ------------------------------------------------------------------- encoder
 ENC = config["encoder"]
 if ENC["source"] == "tiny":
-    ENCODER_DIR = "results/encoder/tiny"
+    ENCODER_DIR = out("encoder/tiny")
     ENCODER_FILES = [f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")]
 else:
     ENCODER_DIR = ENC["model"]
@@ -86,7 +100,7 @@ else:
 def head_dir(wildcards):
     if wildcards.head == "pretrained":
         return PRETRAINED_HEAD
-    return f"results/heads/{wildcards.head}"
+    return out(f"heads/{wildcards.head}")
 
 
 def head_files(wildcards):
@@ -103,16 +117,16 @@ def train_settings(wildcards):
 
 
 # ------------------------------------------------------------------- outputs
-WINDOW_SHARDS = expand("results/windows/shard_{shard}.parquet", shard=SHARDS)
-EMBEDDINGS = expand("results/embeddings/shard_{shard}.parquet", shard=SHARDS)
+WINDOW_SHARDS = expand(out("windows/shard_{shard}.parquet"), shard=SHARDS)
+EMBEDDINGS = expand(out("embeddings/shard_{shard}.parquet"), shard=SHARDS)
 
 
 def final_outputs():
-    outputs = expand("results/classify/{head}/predictions.tsv", head=HEADS)
+    outputs = expand(out("classify/{head}/predictions.tsv"), head=HEADS)
     if config["classify"]["tracks"]:
-        outputs += expand("results/classify/{head}/tracks", head=HEADS)
+        outputs += expand(out("classify/{head}/tracks"), head=HEADS)
     if not PRETRAINED_HEAD:
-        outputs += expand("results/heads/{head}/metrics.json", head=HEADS)
+        outputs += expand(out("heads/{head}/metrics.json"), head=HEADS)
     return outputs
 
 
@@ -121,8 +135,8 @@ def print_outputs():
 
     print("\ndnalm finished. Per-sequence tables:")
     for head in HEADS:
-        print(f"  results/classify/{head}/predictions.tsv (and .parquet)")
-        metrics = Path(f"results/heads/{head}/metrics.json")
+        print(f"  {out(f'classify/{head}/predictions.tsv')} (and .parquet)")
+        metrics = Path(out(f"heads/{head}/metrics.json"))
         if metrics.exists() and not PRETRAINED_HEAD:
             test = json.loads(metrics.read_text())["test"]
             if test.get("n"):
@@ -133,4 +147,4 @@ def print_outputs():
                     f"[{metrics}]"
                 )
     if config["classify"]["tracks"]:
-        print(f"  tracks: results/classify/<head>/tracks/ (calls.bed, prob_<class>.bedGraph)")
+        print(f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)")

@@ -4,7 +4,7 @@ rule build_tiny_encoder:
     params:
         shape=ENC["tiny"],
     log:
-        "logs/build_tiny_encoder/build_tiny_encoder.log",
+        logfile("build_tiny_encoder/build_tiny_encoder.log"),
     conda:
         "../envs/torch.yaml"
     script:
@@ -15,10 +15,10 @@ rule build_tiny_encoder:
 # resources (profile knobs), not params, so changing them re-runs nothing.
 rule embed_shard:
     input:
-        shard="results/windows/shard_{shard}.parquet",
+        shard=out("windows/shard_{shard}.parquet"),
         encoder=ENCODER_FILES,
     output:
-        "results/embeddings/shard_{shard}.parquet",
+        out("embeddings/shard_{shard}.parquet"),
     params:
         model=ENCODER_DIR,
         revision=ENC["revision"],
@@ -31,9 +31,9 @@ rule embed_shard:
         runtime=60,
         batch_size=16,
     log:
-        "logs/embed_shard/{shard}.log",
+        logfile("embed_shard/{shard}.log"),
     benchmark:
-        "benchmarks/embed_shard/{shard}.tsv"
+        logfile("embed_shard/{shard}.benchmark.tsv")
     conda:
         "../envs/torch.yaml"
     script:

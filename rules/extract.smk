@@ -3,11 +3,11 @@ rule extract_regions:
         fasta=INPUT.fasta,
         regions_file=[f for f in (INPUT.bed if INPUT.mode == "bed" else "", INPUT.labels) if f],
     output:
-        "results/regions/regions.parquet",
+        out("regions/regions.parquet"),
     params:
         source=config["input"],
     log:
-        "logs/extract_regions/extract_regions.log",
+        logfile("extract_regions/extract_regions.log"),
     conda:
         "../envs/cpu.yaml"
     script:

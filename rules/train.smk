@@ -1,11 +1,11 @@
 rule train_head:
     input:
         embeddings=EMBEDDINGS,
-        regions="results/regions/regions.parquet",
+        regions=out("regions/regions.parquet"),
     output:
-        weights="results/heads/{head}/head.safetensors",
-        config="results/heads/{head}/head.json",
-        metrics="results/heads/{head}/metrics.json",
+        weights=out("heads/{head}/head.safetensors"),
+        config=out("heads/{head}/head.json"),
+        metrics=out("heads/{head}/metrics.json"),
     params:
         settings=train_settings,
     threads: 1
@@ -13,7 +13,7 @@ rule train_head:
         mem_mb=8000,
         runtime=60,
     log:
-        "logs/train_head/{head}.log",
+        logfile("train_head/{head}.log"),
     conda:
         "../envs/torch.yaml"
     script:

@@ -1,10 +1,10 @@
 rule make_windows:
     input:
-        regions="results/regions/regions.parquet",
+        regions=out("regions/regions.parquet"),
         fasta=INPUT.fasta,
     output:
         shards=WINDOW_SHARDS,
-        sequences="results/windows/sequences.parquet",
+        sequences=out("windows/sequences.parquet"),
     params:
         size=WINDOWS.size,
         stride=WINDOWS.stride,
@@ -12,7 +12,7 @@ rule make_windows:
         iupac=WINDOWS.iupac,
         n_shards=len(SHARDS),
     log:
-        "logs/make_windows/make_windows.log",
+        logfile("make_windows/make_windows.log"),
     conda:
         "../envs/cpu.yaml"
     script:

@@ -104,6 +104,9 @@ write_config() {
     # slurmd drains a node that reports less memory than RealMemory; leave room.
     real_mb=$((mem_mb * 9 / 10))
     mkdir -p "$STATE_DIR/ctld" "$STATE_DIR/spool"
+    # Fresh logs per start, so a failure's tail shows this start only.
+    : >"$STATE_DIR/slurmctld.log"
+    : >"$STATE_DIR/slurmd.log"
     cat >"$CONF" <<EOF
 # Written by tests/slurm/cluster.sh; rewritten on every start.
 ClusterName=dnalm-test
@@ -190,25 +193,32 @@ start_slurm_daemon() {
     shift 2
     live_pid "$pidfile" "$name" >/dev/null && return
     "$name" -f "$CONF" "$@" </dev/null >>"$STATE_DIR/$name.out" 2>&1 \
-        || die "$name failed to start (see $STATE_DIR/$name.log and $name.out)"
+        || fail_start "$name failed to start (see $STATE_DIR/$name.log and $name.out)"
 }
 
 node_state() {
     sinfo -h -N -n "$(hostname)" -o '%T' 2>/dev/null | head -1
 }
 
+# A half-started cluster is worse than none: show why, then take it down.
+fail_start() {
+    log "ERROR: $*"
+    local f
+    for f in slurmctld.log slurmd.log; do
+        [[ -s "$STATE_DIR/$f" ]] && { log "last lines of $STATE_DIR/$f:"; tail -5 "$STATE_DIR/$f" >&2; }
+    done
+    cmd_stop
+    exit 1
+}
+
 wait_until_up() {
     local deadline=$((SECONDS + START_TIMEOUT))
     until scontrol ping 2>/dev/null | grep -q 'is UP'; do
-        ((SECONDS < deadline)) || die "slurmctld did not answer 'scontrol ping' in ${START_TIMEOUT}s (see $STATE_DIR/slurmctld.log)"
+        ((SECONDS < deadline)) || fail_start "slurmctld did not answer 'scontrol ping' within ${START_TIMEOUT}s"
         sleep 0.5
     done
-    local state
     until [[ "$(node_state)" == idle ]]; do
-        ((SECONDS < deadline)) || {
-            sinfo -N -l >&2 || true
-            die "node not idle after ${START_TIMEOUT}s, state '$(node_state)' (see $STATE_DIR/slurmd.log)"
-        }
+        ((SECONDS < deadline)) || fail_start "node $(hostname) not idle within ${START_TIMEOUT}s (state: '$(node_state)')"
         sleep 0.5
     done
 }
