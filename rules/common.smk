@@ -15,7 +15,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
 )
 
-from dnalm.encoder import is_local
+from dnalm.encoder import is_local, resolve
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions
 from dnalm.windows import WindowSpec, plan_shards, shard_name
@@ -66,11 +66,10 @@ if ENC["source"] == "tiny":
     ENCODER_FILES = [f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")]
 else:
     ENCODER_DIR = ENC["model"]
-    if is_local(ENCODER_DIR) and not Path(ENCODER_DIR).is_dir():
-        raise WorkflowError(
-            f"{ENCODER_DIR}: model directory does not exist.\nFix: set encoder.model to a local "
-            "directory written by save_pretrained, or to a hub id in the local Hugging Face cache."
-        )
+    try:  # a missing directory or an uncached hub id stops the run here, before any job
+        resolve(ENCODER_DIR, ENC["revision"])
+    except InputError as err:
+        raise WorkflowError(str(err))
     # Local weights are inputs, so replacing them re-runs the embeddings.
     ENCODER_FILES = (
         sorted(str(p) for p in Path(ENCODER_DIR).iterdir()

@@ -52,10 +52,10 @@ def resolve(model: str, revision: str | None = None) -> Path:
     except Exception:
         cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
         raise InputError(
-            f"hub model {model!r} is not in the local Hugging Face cache ({cache}); "
-            "this workflow never downloads weights at run time",
-            fix=f"on a machine with network run `hf download {model}` (same HF_HOME), "
-                "or set encoder.model to a local directory") from None
+            f"model directory does not exist, and no hub model {model!r} is in the local Hugging Face "
+            f"cache ({cache}); this workflow never downloads weights at run time", path=model,
+            fix=f"set encoder.model to a local directory written by save_pretrained, or fetch the hub "
+                f"model beforehand on a machine with network: `hf download {model}` (same HF_HOME)") from None
 
 
 def fingerprint(model_dir: Path) -> str:

@@ -31,6 +31,8 @@ SLURMD_PID="$STATE_DIR/slurmd.pid"
 
 # Daemons and clients started from here read the state-dir config directly.
 export SLURM_CONF="$CONF"
+# The daemons live in sbin, which a non-login root shell may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -38,20 +40,28 @@ die() { log "ERROR: $*"; exit 1; }
 missing_binaries() {
     local b
     for b in "${BINARIES[@]}"; do
-        command -v "$b" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$b" >/dev/null 2>&1 || echo "$b"
+        command -v "$b" >/dev/null 2>&1 || echo "$b"
+    done
+}
+
+# A config in /etc/slurm that is not our link belongs to a real cluster (or
+# another state dir): never overwrite it.
+foreign_etc_config() {
+    local f
+    for f in slurm.conf gres.conf; do
+        if [[ -e "$ETC_DIR/$f" || -L "$ETC_DIR/$f" ]] \
+            && [[ "$(readlink "$ETC_DIR/$f")" != "$STATE_DIR/$f" ]]; then
+            echo "$ETC_DIR/$f"
+        fi
     done
 }
 
 # Prints why this machine cannot run the cluster; prints nothing if it can.
 unavailable_reason() {
     [[ "$(id -u)" -eq 0 ]] || { echo "must run as root (slurmd and munged need it)"; return; }
-    local f
-    for f in slurm.conf gres.conf; do
-        if [[ -e "$ETC_DIR/$f" && "$(readlink "$ETC_DIR/$f")" != "$STATE_DIR/$f" ]]; then
-            echo "$ETC_DIR/$f belongs to another SLURM setup; not touching it"
-            return
-        fi
-    done
+    local foreign
+    foreign=$(foreign_etc_config | xargs)
+    [[ -z "$foreign" ]] || { echo "$foreign belongs to another SLURM setup; not touching it"; return; }
     [[ -z "$(missing_binaries)" ]] && return
     command -v apt-get >/dev/null 2>&1 \
         || echo "SLURM/munge not installed and no apt-get to install them (missing: $(missing_binaries | xargs))"
@@ -147,15 +157,12 @@ EOF
     echo "NodeName=$host Name=gpu File=/dev/null" >"$STATE_DIR/gres.conf"
 }
 
-# Point the default config paths at ours, refusing to replace a real config.
+# Point the default config paths at ours (unavailable_reason has already
+# refused a foreign config there).
 link_etc_config() {
     local f
     mkdir -p "$ETC_DIR"
     for f in slurm.conf gres.conf; do
-        if [[ -e "$ETC_DIR/$f" || -L "$ETC_DIR/$f" ]] \
-            && [[ "$(readlink "$ETC_DIR/$f")" != "$STATE_DIR/$f" ]]; then
-            die "$ETC_DIR/$f exists and is not ours; move it away first"
-        fi
         ln -sfn "$STATE_DIR/$f" "$ETC_DIR/$f"
     done
 }
@@ -179,13 +186,12 @@ start_munged() {
     install -d -o munge -g munge -m 755 /run/munge "$(dirname "$MUNGE_PID")"
     install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge
     runuser -u munge -- munged --pid-file="$MUNGE_PID" </dev/null \
-        || die "munged failed to start (see /var/log/munge/munged.log)"
-    local i
-    for i in $(seq 50); do
+        || fail_start "munged failed to start (see /var/log/munge/munged.log)"
+    for _ in $(seq 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return
         sleep 0.1
     done
-    die "munged started but munge -n | unmunge does not work"
+    fail_start "munged started but munge -n | unmunge does not work"
 }
 
 start_slurm_daemon() {
@@ -254,39 +260,63 @@ cmd_start() {
     log "up: $(sinfo -h -o '%P %D %T %G' | head -1); export SLURM_CONF=$CONF"
 }
 
-stop_pid() {
-    local name=$1 pidfile=$2 pid i
-    pid=$(live_pid "$pidfile" "$name") || { rm -f "$pidfile"; return 0; }
-    kill -TERM "$pid"
-    for i in $(seq 100); do
-        [[ -d "/proc/$pid" ]] || break
+# Not alive once it is a zombie: PID 1 on these VMs reaps orphans only ~2 s
+# later, and the daemons' pids are not our children to wait for.
+alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+# Stops daemons given as name:pidfile, all signalled at once; SIGKILL for any
+# still alive after 10 s.
+stop_daemons() {
+    local spec name pidfile pid pids=() left=()
+    for spec in "$@"; do
+        name=${spec%%:*}
+        pidfile=${spec#*:}
+        if pid=$(live_pid "$pidfile" "$name"); then
+            kill -TERM "$pid"
+            pids+=("$pid")
+        fi
+        rm -f "$pidfile"
+    done
+    for _ in $(seq 100); do
+        left=()
+        for pid in "${pids[@]}"; do
+            alive "$pid" && left+=("$pid")
+        done
+        ((${#left[@]} == 0)) && break
         sleep 0.1
     done
-    if [[ -d "/proc/$pid" ]]; then
-        log "$name ($pid) ignored SIGTERM for 10 s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
+    if ((${#left[@]} > 0)); then
+        log "pids ${left[*]} ignored SIGTERM for 10 s; sending SIGKILL"
+        kill -KILL "${left[@]}" 2>/dev/null || true
     fi
-    rm -f "$pidfile"
+    # Give PID 1 a moment to reap, so `ps` right after stop shows nothing.
+    for _ in $(seq 50); do
+        left=()
+        for pid in "${pids[@]}"; do
+            [[ -e "/proc/$pid" ]] && left+=("$pid")
+        done
+        ((${#left[@]} == 0)) && return 0
+        sleep 0.1
+    done
 }
 
 cmd_stop() {
     # Cancel jobs while the controller is up, so no slurmstepd or job process
     # outlives the daemons.
     if live_pid "$CTLD_PID" slurmctld >/dev/null; then
-        scancel --full --state=PENDING 2>/dev/null || true
-        if [[ -n "$(squeue -h -t R,CG -o %i 2>/dev/null)" ]]; then
-            squeue -h -t R -o %i 2>/dev/null | xargs -r scancel --full 2>/dev/null || true
-            local i
-            for i in $(seq 60); do
-                [[ -z "$(squeue -h -t R,CG -o %i 2>/dev/null)" ]] && break
-                sleep 0.5
-            done
-        fi
+        squeue -h -t PD,R,S -o %i 2>/dev/null | xargs -r scancel --full 2>/dev/null || true
+        for _ in $(seq 60); do
+            [[ -z "$(squeue -h -t R,CG -o %i 2>/dev/null)" ]] && break
+            sleep 0.5
+        done
     fi
-    stop_pid slurmd "$SLURMD_PID"
-    stop_pid slurmctld "$CTLD_PID"
-    stop_pid munged "$MUNGE_PID"
+    stop_daemons "slurmd:$SLURMD_PID" "slurmctld:$CTLD_PID"
+    # Last: the slurm daemons authenticate through munged until they exit.
+    stop_daemons "munged:$MUNGE_PID"
     unlink_etc_config
     log "stopped"
 }

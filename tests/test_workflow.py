@@ -1,0 +1,170 @@
+"""Real snakemake runs on small real data: outputs, modes, reruns, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+CONTRACT = ["seq_id", "chrom", "start", "end", "strand", "length", "n_windows", "n_fraction", "pred_label"]
+
+
+def jobs_in_dry_run(output: str) -> dict[str, int]:
+    """Job counts per rule from the 'Job stats' table of `snakemake -n`."""
+    counts = {}
+    table = output.split("Job stats:", 1)
+    if len(table) < 2:
+        return counts
+    for line in table[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_bed_run_writes_contract_tables_and_metrics(trained_bed_run):
+    wd, _, run = trained_bed_run
+    out = wd.path("results")
+    regions = [l for l in wd.path("regions.bed").read_text().splitlines() if l]
+    for head in ("hierarchical", "mean"):
+        table = pd.read_csv(out / f"classify/{head}/predictions.tsv", sep="\t")
+        assert list(table.columns) == CONTRACT + ["prob_coding", "prob_intergenic", "true_label", "split"]
+        assert len(table) == len(regions)
+        assert table["seq_id"].tolist() == [l.split("\t")[3] for l in regions]
+        assert (table["n_windows"] == 3).all()  # 1000 bp, 512/256 -> 0, 256, 488
+        assert table[["prob_coding", "prob_intergenic"]].sum(axis=1).round(5).eq(1).all()
+        parquet = pq.read_table(out / f"classify/{head}/predictions.parquet").to_pandas()
+        assert parquet["seq_id"].tolist() == table["seq_id"].tolist()
+        metrics = json.loads((out / f"heads/{head}/metrics.json").read_text())
+        assert metrics["test"]["n"] == 36
+        for key in ("accuracy", "macro_f1", "mcc", "auroc"):
+            assert metrics["test"][key] is not None
+        assert (out / f"classify/{head}/tracks/calls.bed").exists()
+        assert (out / f"classify/{head}/tracks/prob_coding.bedGraph").exists()
+    # 72 regions x 3 windows = 216 windows in shards of 64 -> 4 shards, each embedded once
+    assert sorted(p.name for p in (out / "embeddings").iterdir()) == [f"shard_0000{i}.parquet" for i in range(4)]
+    assert "dnalm finished" in run.output and "predictions.tsv" in run.output
+
+
+def test_dry_run_shows_every_job(workdir):
+    run = workdir.snakemake("-n")
+    jobs = jobs_in_dry_run(run.output)
+    # 1852 regions x 3 windows, 2000 per shard -> 3 embedding jobs, known before anything runs
+    assert jobs == {"all": 1, "build_tiny_encoder": 1, "extract_regions": 1, "make_windows": 1,
+                    "embed_shard": 3, "train_head": 2, "classify": 2}
+
+
+def test_head_setting_reruns_training_only(trained_bed_run):
+    wd, _, _ = trained_bed_run
+    changed = wd.write_config("bed_head.yaml", {"input": {"mode": "bed", "bed": "regions.bed"},
+                                                "heads": {"hierarchical": {"dropout": 0.2}}})
+    run = wd.snakemake("-n", configs=[wd.path("bed.yaml"), changed])
+    jobs = jobs_in_dry_run(run.output)
+    assert jobs == {"all": 1, "train_head": 1, "classify": 1}, run.output
+    assert re.search(r"reason: .*[Pp]arams", run.output)
+
+
+def test_unchanged_rerun_does_nothing(trained_bed_run):
+    wd, cfg, _ = trained_bed_run
+    run = wd.snakemake("-n", configs=[cfg])
+    assert "Nothing to be done" in run.output
+
+
+def test_annotation_mode_on_whole_genome_tiles(trained_bed_run, workdir):
+    """A head trained on E. coli regions annotates phiX174 tiles: tables and gap-free tracks."""
+    trained, _, _ = trained_bed_run
+    cfg = workdir.write_config("tiles.yaml", {
+        "input": {"mode": "tiles", "reference": "data/phiX174_NC_001422.1.fa.gz",
+                  "tiles": {"length": 1000, "step": 400}},
+        "encoder": {"source": "pretrained", "model": str(trained.path("results/encoder/tiny"))},
+        "classify": {"pretrained_head": str(trained.path("results/heads/hierarchical"))},
+    })
+    workdir.snakemake(configs=[cfg])
+    table = pd.read_csv(workdir.path("results/classify/pretrained/predictions.tsv"), sep="\t")
+    assert "true_label" not in table.columns
+    assert table["start"].iloc[0] == 0 and table["end"].iloc[-1] == 5386  # right-anchored last tile
+    graph = pd.read_csv(workdir.path("results/classify/pretrained/tracks/prob_coding.bedGraph"), sep="\t",
+                        skiprows=1, header=None, names=["chrom", "start", "end", "value"])
+    assert graph["start"].iloc[0] == 0 and graph["end"].iloc[-1] == 5386
+    assert (graph["start"].iloc[1:].to_numpy() == graph["end"].iloc[:-1].to_numpy()).all()  # no gap, no overlap
+    assert not workdir.path("results/heads").exists()
+
+
+def test_fasta_mode_with_labels_table(workdir):
+    """Another labelled set by configuration alone: orchid ITS genera (imbalanced, one singleton class)."""
+    cfg = workdir.write_config("orchid.yaml", {"input": {"mode": "fasta", "sequences": "data/orchid_its.fa.gz",
+                                                         "labels": "data/orchid_its_labels.tsv"},
+                                               "heads": {"train": ["mean"]}, "classify": {"tracks": False}})
+    workdir.snakemake(configs=[cfg])
+    table = pd.read_csv(workdir.path("results/classify/mean/predictions.tsv"), sep="\t")
+    labels = pd.read_csv(REPO / "data" / "orchid_its_labels.tsv", sep="\t")
+    assert len(table) == len(labels) == 94
+    assert set(table["true_label"]) == set(labels["label"])
+    metrics = json.loads(workdir.path("results/heads/mean/metrics.json").read_text())
+    assert metrics["sequences"]["test"] > 0 and metrics["sequences"]["val"] > 0
+
+
+def test_contig_missing_fails_before_any_job(workdir):
+    workdir.path("bad.bed").write_text("chr1\t100\t700\tr1\t0\t+\tcoding\ttrain\n")
+    cfg = workdir.write_config("bad.yaml", {"input": {"mode": "bed", "bed": "bad.bed"}})
+    run = workdir.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0
+    assert "bad.bed:1" in run.output and "'chr1'" in run.output and "NC_000913.3" in run.output
+    assert not workdir.path("results").exists()
+
+
+def test_missing_model_directory_is_a_clear_error(workdir):
+    cfg = workdir.write_config("nomodel.yaml", {"encoder": {"source": "pretrained", "model": "models/nowhere"}})
+    run = workdir.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0
+    assert "models/nowhere: model directory does not exist" in run.output
+
+
+def test_window_larger_than_model_positions(trained_bed_run, workdir):
+    """A 600 bp window needs 597 positions; the tiny encoder has 512: the embedding job says so."""
+    trained, _, _ = trained_bed_run
+    workdir.path("one.bed").write_text("NC_000913.3\t1000\t3000\tr1\t0\t+\n")
+    cfg = workdir.write_config("big.yaml", {
+        "input": {"mode": "bed", "bed": "one.bed"}, "windows": {"size": 600, "stride": 300},
+        "encoder": {"source": "pretrained", "model": str(trained.path("results/encoder/tiny"))},
+        "classify": {"pretrained_head": str(trained.path("results/heads/mean"))}})
+    run = workdir.snakemake(configs=[cfg], check=False)
+    assert run.returncode != 0
+    assert "takes at most 512 positions" in run.output and "windows.size to at most 515" in run.output
+    assert not list(workdir.path("results").glob("embeddings/*.parquet"))
+
+
+def test_iupac_letter_fails_with_policy_and_leaves_no_shards(workdir):
+    seq = "ACGT" * 300
+    fasta = workdir.path("iupac.fa")
+    fasta.write_text(">s1\n" + seq + "\n>s2\n" + seq[:500] + "R" + seq[501:] + "\n")
+    labels = workdir.path("labels.tsv")
+    labels.write_text("id\tlabel\tsplit\ns1\ta\ttrain\ns2\tb\ttrain\n")
+    cfg = workdir.write_config("iupac.yaml", {"input": {"mode": "fasta", "sequences": str(fasta),
+                                                        "labels": str(labels)}})
+    run = workdir.snakemake(configs=[cfg], check=False)
+    assert run.returncode != 0
+    assert "IUPAC ambiguity code 'R' at offset 500" in run.output and "windows.iupac: as_n" in run.output
+    assert not list(workdir.path("results").glob("windows/*.parquet"))
+
+
+def test_training_with_one_class_is_an_error(workdir):
+    fasta = workdir.path("one.fa")
+    fasta.write_text(">a\n" + "ACGTTGCA" * 80 + "\n>b\n" + "TTGACCGA" * 80 + "\n")
+    labels = workdir.path("labels.tsv")
+    labels.write_text("id\tlabel\tsplit\na\tx\ttrain\nb\tx\ttest\n")
+    cfg = workdir.write_config("one.yaml", {"input": {"mode": "fasta", "sequences": str(fasta),
+                                                      "labels": str(labels)}})
+    run = workdir.snakemake(configs=[cfg], check=False)
+    assert run.returncode != 0
+    assert "holds 1 class(es) (x)" in run.output
+    assert not list(workdir.path("results").glob("heads/*/head.safetensors"))
