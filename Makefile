@@ -25,4 +25,4 @@ lint: $(BIN)/.installed
 	$(BIN)/snakefmt --check Snakefile rules/
 
 clean:
-	rm -rf results logs benchmarks .snakemake report.html
+	rm -rf results logs .snakemake report.html

@@ -10,12 +10,16 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/extract.smk"
 include: "rules/windows.smk"
 include: "rules/embed.smk"
 include: "rules/train.smk"
 include: "rules/classify.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@ rule classify:
     input:
         embeddings=EMBEDDINGS,
         regions=out("regions/regions.parquet"),
+        labels=out("regions/labels.parquet"),
         sequences=out("windows/sequences.parquet"),
         head=head_files,
     output:

@@ -94,6 +94,7 @@ else:
             "classify.pretrained_head to annotate with a trained head."
         )
     HEADS = list(config["heads"]["train"])
+TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS
 
 
 def head_dir(wildcards):
@@ -124,8 +125,10 @@ def final_outputs():
     outputs = expand(out("classify/{head}/predictions.tsv"), head=HEADS)
     if config["classify"]["tracks"]:
         outputs += expand(out("classify/{head}/tracks"), head=HEADS)
-    if not PRETRAINED_HEAD:
-        outputs += expand(out("heads/{head}/metrics.json"), head=HEADS)
+    outputs += [out("report/window_counts.png"), out("report/provenance.tsv")]
+    if TRAINED_HEADS:
+        outputs += expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS)
+        outputs += [out("report/metrics.tsv"), out("report/confusion.png"), out("report/roc_pr.png")]
     return outputs
 
 

@@ -21,7 +21,7 @@ rule embed_shard:
         out("embeddings/shard_{shard}.parquet"),
     params:
         model=ENCODER_DIR,
-        revision=ENC["revision"],
+        revision=ENC["revision"] if ENC["source"] == "pretrained" else None,
         trust_remote_code=ENC["trust_remote_code"],
         precision=ENC["precision"],
     threads: 1

@@ -3,7 +3,8 @@ rule extract_regions:
         fasta=INPUT.fasta,
         regions_file=[f for f in (INPUT.bed if INPUT.mode == "bed" else "", INPUT.labels) if f],
     output:
-        out("regions/regions.parquet"),
+        regions=out("regions/regions.parquet"),
+        labels=out("regions/labels.parquet"),
     params:
         source=config["input"],
     log:

@@ -2,6 +2,7 @@ rule train_head:
     input:
         embeddings=EMBEDDINGS,
         regions=out("regions/regions.parquet"),
+        labels=out("regions/labels.parquet"),
     output:
         weights=out("heads/{head}/head.safetensors"),
         config=out("heads/{head}/head.json"),

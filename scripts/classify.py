@@ -9,4 +9,4 @@ with step(snakemake):
     torch.set_num_threads(snakemake.threads)
     classify(list(snakemake.input.embeddings), snakemake.input.regions, snakemake.input.sequences,
              snakemake.params.head_dir, snakemake.params.max_n_fraction, snakemake.output.tsv,
-             snakemake.output.parquet, snakemake.output.get("tracks") or None)
+             snakemake.output.parquet, snakemake.output.get("tracks") or None, labels_path=snakemake.input.labels)

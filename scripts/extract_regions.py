@@ -1,7 +1,7 @@
-"""Rule extract_regions: validate the input and write the regions table."""
+"""Rule extract_regions: validate the input; write the regions and labels tables."""
 
-from dnalm.extract import RegionSource, load_regions, regions_to_arrow
-from dnalm.io import fai_digest, write_table_atomic
+from dnalm.extract import RegionSource, load_regions, write_regions
+from dnalm.io import fai_digest
 from dnalm.workflow import step
 
 with step(snakemake):
@@ -9,6 +9,6 @@ with step(snakemake):
     regions = load_regions(source)
     provenance = {"stage": "regions", "mode": source.mode, "reference": source.fasta,
                   "reference_fai_sha256": fai_digest(source.fasta)}
-    write_table_atomic(regions_to_arrow(regions), snakemake.output[0], provenance)
+    write_regions(regions, snakemake.output.regions, snakemake.output.labels, provenance)
     labelled = int(regions["label"].notna().sum())
     print(f"{len(regions)} sequences ({labelled} labelled) from {source.mode} input")

@@ -11,5 +11,5 @@ with step(snakemake):
     torch.set_num_threads(snakemake.threads)
     settings = TrainSettings(**snakemake.params.settings)
     metrics = train_head(list(snakemake.input.embeddings), snakemake.input.regions, snakemake.wildcards.head,
-                         settings, str(Path(snakemake.output.weights).parent))
+                         settings, str(Path(snakemake.output.weights).parent), labels_path=snakemake.input.labels)
     write_metrics(metrics, snakemake.output.metrics)

@@ -154,6 +154,13 @@ def test_empty_fasta_file(tmp_path):
     assert str(empty) in msg
 
 
+def test_malformed_fasta_file(tmp_path):
+    junk = tmp_path / "junk.fa"
+    junk.write_text("this is not a FASTA file\n")
+    msg = _error(read_fai, junk)
+    assert str(junk) in msg and "Fix:" in msg and "FASTA" in msg
+
+
 def test_missing_fasta_file(tmp_path):
     msg = _error(read_fai, tmp_path / "absent.fa")
     assert "absent.fa" in msg and "Fix:" in msg

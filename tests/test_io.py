@@ -82,10 +82,23 @@ def test_atomic_dir_exception_leaves_nothing(tmp_path):
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_write_json_atomic_numpy_values(tmp_path):
-    write_json_atomic(tmp_path / "m.json", {"a": np.float32(0.5), "b": np.arange(3), "c": np.int64(7)})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": 7}
+def test_write_json_atomic_numpy_scalars(tmp_path):
+    write_json_atomic(tmp_path / "m.json", {"a": np.float32(0.5), "c": np.int64(7), "d": [np.bool_(True)]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "c": 7, "d": [True]}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_write_json_atomic_numpy_arrays(tmp_path):
+    """_json_default means to serialise arrays via .tolist(), but tests .item() first:
+    a numpy array has .item(), which raises for more than one element."""
+    write_json_atomic(tmp_path / "m.json", {"b": np.arange(3), "m": np.eye(2, dtype=np.float32)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"b": [0, 1, 2], "m": [[1.0, 0.0], [0.0, 1.0]]}
+
+
+def test_write_json_atomic_unserialisable_leaves_no_file(tmp_path):
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "m.json", {"x": object()})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_provenance_round_trip(tmp_path):

@@ -178,3 +178,13 @@ def test_other_k_match_hf_tokenizer(tmp_path, phix, k):
     hf_ids, hf_mask = _hf_encode(tok, seqs, k)
     assert np.array_equal(ids, hf_ids)
     assert np.array_equal(mask, hf_mask)
+
+
+def test_encode_batch_of_sub_k_sequences_of_different_lengths(hf6):
+    """Sequences shorter than k all give 2 tokens, but their lengths differ: the
+    equal-token-count fast path must not reshape their concatenated bytes."""
+    seqs = ["AC", "ACGTA"]  # e.g. two tiny BED regions that land in one batch
+    ids, mask = encode_batch(seqs, 6)
+    hf_ids, hf_mask = _hf_encode(hf6, seqs, 6)
+    assert ids.tolist() == hf_ids.tolist() == [[2, 3], [2, 3]]
+    assert mask.tolist() == hf_mask.tolist() == [[1, 1], [1, 1]]

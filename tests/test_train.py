@@ -211,16 +211,20 @@ def test_stratified_validation_cut(world):
     assert np.array_equal(split, assign_splits(regions, labelled, 0.15, seed=0))
 
 
-def test_stratified_cut_keeps_a_single_member_class_in_train():
+@pytest.mark.parametrize("fraction,n_val", [(0.5, 2 + 0 + 1), (0.9, 3 + 0 + 1)])
+def test_stratified_cut_keeps_every_class_in_train(fraction, n_val):
+    # a: 4 members, b: 1 member (never cut), c: 2 members (at most 1 cut)
     regions = pa.table({"label": ["a", "a", "a", "a", "b", "c", "c"],
                         "split": pa.array([None] * 7, pa.string())}).to_pandas()
     labelled = np.ones(7, dtype=bool)
+    labels = regions["label"].to_numpy()
     for seed in range(5):
-        split = assign_splits(regions, labelled, 0.5, seed)
+        split = assign_splits(regions, labelled, fraction, seed)
         for cls in "abc":
-            assert np.any((split == "train") & (regions["label"].to_numpy() == cls)), (seed, cls)
+            assert np.any((split == "train") & (labels == cls)), (seed, cls)
         assert split[4] == "train"
-        assert np.sum(split == "val") == 2 + 0 + 1
+        assert np.sum(split == "val") == n_val
+        assert set(split) == {"train", "val"}
 
 
 def test_given_val_split_is_kept():

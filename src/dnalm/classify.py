@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .extract import read_regions
 from .heads import HeadConfig, check_compatible, load_head
-from .io import atomic_dir, atomic_path, read_provenance, write_table_atomic
+from .io import atomic_dir, atomic_path, write_table_atomic
 from .train import WindowSets, predict_proba
 
 
@@ -114,9 +115,10 @@ def _safe(name: str) -> str:
 
 
 def classify(embedding_paths: list[str], regions_path: str, sequences_path: str, head_dir: str,
-             max_n_fraction: float, tsv: str, parquet: str, tracks_dir: str | None) -> pd.DataFrame:
+             max_n_fraction: float, tsv: str, parquet: str, tracks_dir: str | None,
+             labels_path: str | None = None) -> pd.DataFrame:
     head = load_head(head_dir)
-    regions = pq.read_table(regions_path).to_pandas()
+    regions = read_regions(regions_path, labels_path)
     sequences = pq.read_table(sequences_path).to_pandas()
     data = WindowSets(embedding_paths, len(regions), head.config.pooling, max_n_fraction)
     check_compatible(head.config, data.embed_dim, data.provenance, Path(head_dir))
@@ -128,6 +130,3 @@ def classify(embedding_paths: list[str], regions_path: str, sequences_path: str,
         write_tracks(table, head.config.class_names, tracks_dir)
     return table
 
-
-def read_provenance_of(path: str) -> dict:
-    return read_provenance(path)

@@ -153,6 +153,9 @@ def build_tiny_encoder(out_dir: str, *, k: int = 6, hidden: int = 128, layers: i
 
     from .io import atomic_dir
 
+    if hidden % heads:
+        raise InputError(f"encoder.tiny.attention_heads ({heads}) does not divide encoder.tiny.hidden ({hidden})",
+                         fix="pick a number of heads that divides hidden")
     vocab = kmer_vocab(k)
     torch.manual_seed(seed)
     config = BertConfig(

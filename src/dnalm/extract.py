@@ -289,3 +289,34 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def regions_to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=REGIONS_SCHEMA, preserve_index=False)
+
+
+# On disk the coordinates and the labels are two files, so relabelling a training
+# set rewrites only labels.parquet: regions.parquet keeps its bytes and nothing
+# downstream of it (windows, embeddings) re-runs.
+COORDINATE_COLUMNS = [name for name in REGIONS_SCHEMA.names if name not in ("label", "split")]
+LABEL_COLUMNS = ["seq_id", "label", "split"]
+
+
+def write_regions(frame: pd.DataFrame, regions_path: str, labels_path: str, provenance: dict) -> None:
+    from .io import write_table_atomic
+
+    table = regions_to_arrow(frame)
+    write_table_atomic(table.select(COORDINATE_COLUMNS), regions_path, provenance)
+    write_table_atomic(table.select(LABEL_COLUMNS), labels_path, provenance)
+
+
+def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFrame:
+    """The regions table with label and split (None where unknown)."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(regions_path).to_pandas()
+    if labels_path:
+        labels = pq.read_table(labels_path).to_pandas()
+        if labels["seq_id"].tolist() != frame["seq_id"].tolist():
+            raise RuntimeError(f"{labels_path} and {regions_path} list different sequences: re-run extract_regions")
+        frame["label"], frame["split"] = labels["label"].to_numpy(), labels["split"].to_numpy()
+    for col in ("label", "split"):
+        if col not in frame:
+            frame[col] = None
+    return _typed(frame)

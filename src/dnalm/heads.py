@@ -6,7 +6,8 @@ Both heads take the same batch:
     mask      (batch, max_windows)             bool, True = a real window
 so a padded slot never reaches an output (tests/test_heads.py checks it).
 
-- MeanPoolHead: the baseline, masked mean of the normalised vectors + linear.
+- MeanPoolHead: the baseline, masked mean of the normalised vectors + linear
+  (no dropout: heads.hierarchical.* does not apply to it).
 - HierarchicalHead: a transformer encoder over the window sequence with a key
   padding mask and sinusoidal window-position encoding, masked mean, linear.
 
@@ -82,12 +83,11 @@ class MeanPoolHead(nn.Module):
         super().__init__()
         self.config = config
         self.normalise = _Normalise(config.embed_dim)
-        self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.embed_dim, config.n_classes)
 
     def forward(self, windows, positions, mask):
         pooled = masked_mean(self.normalise(windows), mask)  # (batch, embed_dim)
-        return self.classifier(self.dropout(pooled))  # (batch, classes)
+        return self.classifier(pooled)  # (batch, classes)
 
 
 class HierarchicalHead(nn.Module):
@@ -114,6 +114,10 @@ class HierarchicalHead(nn.Module):
 
 
 def build_head(config: HeadConfig) -> nn.Module:
+    if config.kind == "hierarchical" and config.d_model % config.attention_heads:
+        raise InputError(
+            f"heads.hierarchical.attention_heads ({config.attention_heads}) does not divide "
+            f"heads.hierarchical.d_model ({config.d_model})", fix="pick a number of heads that divides d_model")
     if config.kind == "hierarchical":
         return HierarchicalHead(config)
     if config.kind == "mean":

@@ -24,6 +24,8 @@ from .errors import InputError
 # checksum comparison keeps unchanged shards from re-running downstream jobs.
 PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
 PROVENANCE_KEY = b"dnalm.provenance"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -38,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, final)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from .embed import read_embeddings
 from .errors import InputError
+from .extract import read_regions
 from .heads import HeadConfig, build_head, save_head
 from .io import write_json_atomic
 
@@ -123,7 +123,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
 
 def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
     """Split per sequence; a stratified, seeded validation cut from train if none is given."""
-    split = regions["split"].fillna("train").to_numpy(dtype=object)
+    split = regions["split"].fillna("train").to_numpy(dtype=object, copy=True)
     split[~labelled] = None
     if not np.any(split == "val"):
         train_rows = np.flatnonzero(split == "train")
@@ -132,7 +132,7 @@ def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: flo
         for cls in sorted(set(labels)):
             members = train_rows[labels == cls]
             n_val = int(round(len(members) * val_fraction))
-            if len(members) >= 2 and n_val == 0:
+            if len(members) >= 2 and n_val == 0 and val_fraction > 0:
                 n_val = 1
             n_val = min(n_val, len(members) - 1)  # keep each class in train
             if n_val > 0:
@@ -141,9 +141,10 @@ def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: flo
 
 
 def train_head(embedding_paths: list[str], regions_path: str, kind: str, settings: TrainSettings,
-               out_dir: str) -> dict:
+               out_dir: str, labels_path: str | None = None) -> dict:
     torch.manual_seed(settings.seed)
-    regions = pq.read_table(regions_path).to_pandas()
+    regions = read_regions(regions_path, labels_path)
+    regions_path = labels_path or regions_path  # where the labels come from, for messages
     data = WindowSets(embedding_paths, len(regions), settings.pooling, settings.max_n_fraction)
     labelled = regions["label"].notna().to_numpy()
     if not labelled.any():

@@ -4,7 +4,8 @@
 #
 #   cluster.sh available   exit 0 if this machine can run it (installs nothing)
 #   cluster.sh start       install if needed, start munged, slurmctld, slurmd
-#   cluster.sh env         print what a caller must export (eval "$(... env)")
+#   cluster.sh env         print SLURM_CONF for callers: eval "$(cluster.sh env)"
+#                          (optional while the /etc/slurm links below exist)
 #   cluster.sh status      show pids, scontrol ping and sinfo
 #   cluster.sh stop        cancel jobs, stop the daemons this script started
 #

@@ -1,0 +1,10 @@
+"""Rule report_run: window-count distribution and the run's provenance."""
+
+from dnalm import report
+from dnalm.workflow import step
+
+with step(snakemake):
+    report.plot_window_counts(snakemake.input.sequences, snakemake.output.windows)
+    files = {"embeddings": snakemake.input.embeddings}
+    files.update({f"predictions ({h})": p for h, p in zip(snakemake.params.heads, snakemake.input.predictions)})
+    report.write_tsv(report.provenance_table(files), snakemake.output.provenance)

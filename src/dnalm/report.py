@@ -1,0 +1,107 @@
+"""Figures and tables for `snakemake --report`: metrics, confusion matrices,
+ROC/PR curves, the window-count distribution and the run's provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from .io import atomic_path, read_provenance  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def metrics_table(metrics_paths: dict[str, str]) -> pd.DataFrame:
+    """One row per head and split: n, accuracy, macro-F1, MCC, AUROC."""
+    rows = []
+    for head, path in metrics_paths.items():
+        metrics = json.loads(Path(path).read_text())
+        for split in ("val", "test"):
+            m = metrics.get(split, {})
+            rows.append({"head": head, "split": split, "n": m.get("n", 0), "accuracy": m.get("accuracy"),
+                         "macro_f1": m.get("macro_f1"), "mcc": m.get("mcc"), "auroc": m.get("auroc"),
+                         "best_epoch": metrics.get("best_epoch"), "pooling": metrics.get("pooling")})
+    return pd.DataFrame(rows)
+
+
+def plot_confusion(metrics_paths: dict[str, str], path: str) -> None:
+    heads = list(metrics_paths)
+    fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads), 3.8), squeeze=False)
+    for ax, head in zip(axes[0], heads):
+        metrics = json.loads(Path(metrics_paths[head]).read_text())
+        names = metrics["class_names"]
+        matrix = np.array(metrics["test"].get("confusion_matrix") or np.zeros((len(names), len(names))))
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, int(value), ha="center", va="center",
+                    color="white" if value > matrix.max() / 2 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{head} head, test split")
+    _save(fig, path)
+
+
+def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
+    """One-vs-rest ROC and precision-recall curves on the test split, per head and class."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for head, pred_path in predictions.items():
+        table = pq.read_table(pred_path).to_pandas()
+        test = table[(table.get("split") == "test") & table["pred_label"].notna()] if "split" in table else table[:0]
+        classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
+        shown = classes[1:] if len(classes) == 2 else classes  # binary: one curve, for the second class
+        for name in shown:
+            truth = (test["true_label"] == name).to_numpy()
+            if truth.all() or not truth.any():
+                continue
+            score = test[f"prob_{name}"].to_numpy()
+            fpr, tpr, _ = roc_curve(truth, score)
+            precision, recall, _ = precision_recall_curve(truth, score)
+            roc_ax.plot(fpr, tpr, label=f"{head}: {name} (AUC {auc(fpr, tpr):.3f})")
+            pr_ax.plot(recall, precision, label=f"{head}: {name} (AP {auc(recall, precision):.3f})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test split", ylim=(0, 1.02))
+    for ax in (roc_ax, pr_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
+    _save(fig, path)
+
+
+def plot_window_counts(sequences_path: str, path: str) -> None:
+    counts = pq.read_table(sequences_path, columns=["n_windows"]).column("n_windows").to_numpy()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    bins = np.arange(counts.min(), counts.max() + 2) - 0.5 if counts.max() - counts.min() < 60 else 50
+    ax.hist(counts, bins=bins, color="#4477aa")
+    ax.set(xlabel="windows per sequence", ylabel="sequences",
+           title=f"{len(counts)} sequences, {int(counts.sum())} windows")
+    _save(fig, path)
+
+
+def provenance_table(paths: dict[str, str]) -> pd.DataFrame:
+    """key/value rows from the Parquet provenance of the run's outputs."""
+    rows = []
+    for what, path in paths.items():
+        for key, value in sorted(read_provenance(path).items()):
+            rows.append({"file": what, "key": key, "value": json.dumps(value) if not isinstance(value, str) else value})
+    return pd.DataFrame(rows)
+
+
+def write_tsv(frame: pd.DataFrame, path: str) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
