@@ -8,17 +8,21 @@ rule classify:
     output:
         tsv=out("classify/{head}/predictions.tsv"),
         parquet=out("classify/{head}/predictions.parquet"),
-        tracks=directory(out("classify/{head}/tracks")) if config["classify"]["tracks"] else [],
-    params:
-        head_dir=head_dir,
-        max_n_fraction=config["heads"]["max_n_fraction"],
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
+        tracks=(
+            directory(out("classify/{head}/tracks"))
+            if config["classify"]["tracks"]
+            else []
+        ),
     log:
         logfile("classify/{head}.log"),
     conda:
         "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        head_dir=head_dir,
+        max_n_fraction=config["heads"]["max_n_fraction"],
     script:
         "../scripts/classify.py"

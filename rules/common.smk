@@ -1,25 +1,21 @@
 # Config validation, the parse-time shard plan, and every path and input function.
 # Nothing else computes paths.
 
-import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The package lives in src/: importable here (parse time) and in every job.
-_SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
-)
+# The package lives in src/. The Snakefile imports it from there; scripts find
+# it through the scripts/dnalm symlink (Snakemake puts a script's folder on its
+# sys.path), so jobs need no installed package and no PYTHONPATH, in any env.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dnalm.encoder import is_local, resolve
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions
 from dnalm.windows import WindowSpec, plan_shards, shard_name
-
 
 validate(config, workflow.source_path("../config/schema.yaml"))
 
@@ -52,18 +48,24 @@ try:
     _REGIONS = load_regions(INPUT)
 except InputError as err:
     raise WorkflowError(str(err))
-SHARDS = [shard_name(i) for i in range(plan_shards(_REGIONS["length"].to_numpy(), WINDOWS))]
+SHARDS = [
+    shard_name(i) for i in range(plan_shards(_REGIONS["length"].to_numpy(), WINDOWS))
+]
 LABELLED = bool(_REGIONS["label"].notna().any())
+
 
 wildcard_constraints:
     shard=r"\d{5}",
     head=r"[A-Za-z0-9_]+",
 
+
 # ------------------------------------------------------------------- encoder
 ENC = config["encoder"]
 if ENC["source"] == "tiny":
     ENCODER_DIR = out("encoder/tiny")
-    ENCODER_FILES = [f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")]
+    ENCODER_FILES = [
+        f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")
+    ]
 else:
     ENCODER_DIR = ENC["model"]
     try:  # a missing directory or an uncached hub id stops the run here, before any job
@@ -72,9 +74,14 @@ else:
         raise WorkflowError(str(err))
     # Local weights are inputs, so replacing them re-runs the embeddings.
     ENCODER_FILES = (
-        sorted(str(p) for p in Path(ENCODER_DIR).iterdir()
-               if p.name in ("config.json", "vocab.txt") or p.suffix in (".safetensors", ".bin"))
-        if is_local(ENCODER_DIR) else []
+        sorted(
+            str(p)
+            for p in Path(ENCODER_DIR).iterdir()
+            if p.name in ("config.json", "vocab.txt")
+            or p.suffix in (".safetensors", ".bin")
+        )
+        if is_local(ENCODER_DIR)
+        else []
     )
 
 # --------------------------------------------------------------------- heads
@@ -97,6 +104,11 @@ else:
 TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS
 
 
+# A local model is given to embed_shard through its files (inputs); a hub id,
+# which has no local path to track, through this param.
+ENCODER_HUB_ID = "" if ENCODER_FILES else ENCODER_DIR
+
+
 def head_dir(wildcards):
     if wildcards.head == "pretrained":
         return PRETRAINED_HEAD
@@ -110,7 +122,11 @@ def head_files(wildcards):
 def train_settings(wildcards):
     """Only the settings a head depends on: the mean head ignores the hierarchical shape."""
     heads = config["heads"]
-    settings = dict(heads["training"], pooling=heads["pooling"], max_n_fraction=heads["max_n_fraction"])
+    settings = dict(
+        heads["training"],
+        pooling=heads["pooling"],
+        max_n_fraction=heads["max_n_fraction"],
+    )
     if wildcards.head == "hierarchical":
         settings.update(heads["hierarchical"])
     return settings
@@ -128,7 +144,11 @@ def final_outputs():
     outputs += [out("report/window_counts.png"), out("report/provenance.tsv")]
     if TRAINED_HEADS:
         outputs += expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS)
-        outputs += [out("report/metrics.tsv"), out("report/confusion.png"), out("report/roc_pr.png")]
+        outputs += [
+            out("report/metrics.tsv"),
+            out("report/confusion.png"),
+            out("report/roc_pr.png"),
+        ]
     return outputs
 
 
@@ -149,4 +169,6 @@ def print_outputs():
                     f"[{metrics}]"
                 )
     if config["classify"]["tracks"]:
-        print(f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)")
+        print(
+            f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"
+        )

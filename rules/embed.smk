@@ -1,12 +1,12 @@
 rule build_tiny_encoder:
     output:
         ENCODER_FILES if ENC["source"] == "tiny" else [],
-    params:
-        shape=ENC["tiny"],
     log:
         logfile("build_tiny_encoder/build_tiny_encoder.log"),
     conda:
         "../envs/torch.yaml"
+    params:
+        shape=ENC["tiny"],
     script:
         "../scripts/build_tiny_encoder.py"
 
@@ -19,22 +19,22 @@ rule embed_shard:
         encoder=ENCODER_FILES,
     output:
         out("embeddings/shard_{shard}.parquet"),
-    params:
-        model=ENCODER_DIR,
-        revision=ENC["revision"] if ENC["source"] == "pretrained" else None,
-        trust_remote_code=ENC["trust_remote_code"],
-        precision=ENC["precision"],
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
-        batch_size=16,
     log:
         logfile("embed_shard/{shard}.log"),
     benchmark:
         logfile("embed_shard/{shard}.benchmark.tsv")
     conda:
         "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+        batch_size=16,
+    params:
+        hub_id=ENCODER_HUB_ID,
+        revision=ENC["revision"] if ENC["source"] == "pretrained" else None,
+        trust_remote_code=ENC["trust_remote_code"],
+        precision=ENC["precision"],
     script:
         "../scripts/embed_shard.py"

@@ -5,17 +5,31 @@
 rule report_metrics:
     input:
         metrics=expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS),
-        predictions=expand(out("classify/{head}/predictions.parquet"), head=TRAINED_HEADS),
+        predictions=expand(
+            out("classify/{head}/predictions.parquet"), head=TRAINED_HEADS
+        ),
     output:
-        metrics=report(out("report/metrics.tsv"), caption="../report/metrics.rst", category="Metrics"),
-        confusion=report(out("report/confusion.png"), caption="../report/confusion.rst", category="Metrics"),
-        roc_pr=report(out("report/roc_pr.png"), caption="../report/roc_pr.rst", category="Metrics"),
-    params:
-        heads=TRAINED_HEADS,
+        metrics=report(
+            out("report/metrics.tsv"),
+            caption="../report/metrics.rst",
+            category="Metrics",
+        ),
+        confusion=report(
+            out("report/confusion.png"),
+            caption="../report/confusion.rst",
+            category="Metrics",
+        ),
+        roc_pr=report(
+            out("report/roc_pr.png"),
+            caption="../report/roc_pr.rst",
+            category="Metrics",
+        ),
     log:
         logfile("report/report_metrics.log"),
     conda:
         "../envs/torch.yaml"
+    params:
+        heads=TRAINED_HEADS,
     script:
         "../scripts/report_metrics.py"
 
@@ -26,15 +40,21 @@ rule report_run:
         embeddings=EMBEDDINGS[0],
         predictions=expand(out("classify/{head}/predictions.parquet"), head=HEADS),
     output:
-        windows=report(out("report/window_counts.png"), caption="../report/windows.rst", category="Windows"),
-        provenance=report(
-            out("report/provenance.tsv"), caption="../report/provenance.rst", category="Provenance"
+        windows=report(
+            out("report/window_counts.png"),
+            caption="../report/windows.rst",
+            category="Windows",
         ),
-    params:
-        heads=HEADS,
+        provenance=report(
+            out("report/provenance.tsv"),
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
     log:
         logfile("report/report_run.log"),
     conda:
         "../envs/torch.yaml"
+    params:
+        heads=HEADS,
     script:
         "../scripts/report_run.py"

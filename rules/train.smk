@@ -7,15 +7,15 @@ rule train_head:
         weights=out("heads/{head}/head.safetensors"),
         config=out("heads/{head}/head.json"),
         metrics=out("heads/{head}/metrics.json"),
-    params:
-        settings=train_settings,
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
     log:
         logfile("train_head/{head}.log"),
     conda:
         "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        settings=train_settings,
     script:
         "../scripts/train_head.py"

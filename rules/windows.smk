@@ -5,15 +5,15 @@ rule make_windows:
     output:
         shards=WINDOW_SHARDS,
         sequences=out("windows/sequences.parquet"),
+    log:
+        logfile("make_windows/make_windows.log"),
+    conda:
+        "../envs/cpu.yaml"
     params:
         size=WINDOWS.size,
         stride=WINDOWS.stride,
         per_shard=WINDOWS.per_shard,
         iupac=WINDOWS.iupac,
         n_shards=len(SHARDS),
-    log:
-        logfile("make_windows/make_windows.log"),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../scripts/make_windows.py"

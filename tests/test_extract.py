@@ -293,3 +293,24 @@ def test_regions_schema_columns(tmp_path):
     assert table.to_pylist() == [dict(seq_id="x", chrom=CONTIG, start=0, end=10, strand="-", length=10,
                                       label="lab", split="test")]
     assert re.match(r"int64", str(table.schema.field("start").type))
+
+
+def test_write_regions_read_regions_round_trip(tmp_path):
+    from dnalm.extract import read_regions, write_regions
+
+    bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\tdev\nNC_000913.3\t5\t60\ty\t0\t+\t.\t.\n")
+    regions = _load_bed(bed)
+    coords, labels = tmp_path / "regions.parquet", tmp_path / "labels.parquet"
+    write_regions(regions, str(coords), str(labels), {"stage": "regions"})
+    back = read_regions(str(coords), str(labels))
+    assert back.to_dict("list") == regions.to_dict("list")
+    assert back["split"].tolist() == ["val", None] and back["label"].tolist() == ["lab", None]
+    # coordinates alone: no labels
+    bare = read_regions(str(coords))
+    assert bare["seq_id"].tolist() == ["x", "y"] and bare["label"].isna().all()
+    # relabelling leaves the coordinates file byte-identical
+    before = coords.read_bytes()
+    regions.loc[1, "label"] = "other"
+    write_regions(regions, str(coords), str(labels), {"stage": "regions"})
+    assert coords.read_bytes() == before
+    assert read_regions(str(coords), str(labels))["label"].tolist() == ["lab", "other"]

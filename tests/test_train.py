@@ -21,6 +21,7 @@ from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions, regions_to_arrow
 from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
 from dnalm.io import read_provenance, write_table_atomic
+from dnalm.tokenize import encode_batch
 from dnalm.train import TrainSettings, assign_splits, classification_metrics, train_head
 from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
 from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta
@@ -109,8 +110,6 @@ def test_embed_windows_is_independent_of_batch_padding(world):
         assert np.allclose(cls_b[i], cls_1[0], atol=1e-4), i
         assert np.allclose(mean_b[i], mean_1[0], atol=1e-4), i
         # the mean is over the k-mer tokens only ([CLS] and [SEP] left out)
-        from dnalm.tokenize import encode_batch
-
         ids, _ = encode_batch([s], k)
         with torch.inference_mode():
             hidden = model(input_ids=torch.from_numpy(ids)).last_hidden_state[0].numpy()

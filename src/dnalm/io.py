@@ -77,9 +77,7 @@ def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
 
 
 def _json_default(obj: object) -> object:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 

@@ -67,7 +67,7 @@ def encode_batch(sequences: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
     width = max(lengths)
     ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
     mask = np.zeros((len(sequences), width), dtype=np.int64)
-    if len(set(lengths)) == 1 and all(isinstance(s, str) for s in sequences):
+    if len({len(s) for s in sequences}) == 1 and all(isinstance(s, str) for s in sequences):
         # One vectorised pass over the whole batch: (batch, L) bytes -> (batch, L-k+1) ids.
         raw = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
         codes = _BASE_CODE[raw].reshape(len(sequences), -1)

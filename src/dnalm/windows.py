@@ -213,7 +213,7 @@ def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: s
             is_n = np.frombuffer(seq.encode("ascii"), dtype=np.uint8) == ord("N")
             n_cum = np.concatenate([[0], np.cumsum(is_n, dtype=np.int64)])
             n_windows = len(starts)
-            if length <= spec.size:
+            if length < spec.size:
                 status = ["short"]
             else:
                 status = ["full"] * n_windows
