@@ -62,10 +62,11 @@ class Workdir:
         return path
 
     def snakemake(self, *args: str, configs: list[Path] = (), check: bool = True, timeout: int = 600) -> Run:
-        cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(self.root), "--cores", "2"]
+        # Options that take several values (--configfile, --forcerun) come last,
+        # each closed by the next option, so targets in `args` stay targets.
+        cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(self.root), "--cores", "2", *args]
         if configs:
             cmd += ["--configfile", str(self.root / "config" / "config.yaml"), *map(str, configs)]
-        cmd += list(args)
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
         run = Run(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:

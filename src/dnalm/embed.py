@@ -84,6 +84,8 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, batch_size
     model, k, model_meta = load_encoder(spec, window_size, device)
     table = pq.read_table(shard_path, columns=KEY_COLUMNS + ["sequence"])
     sequences = table.column("sequence").to_pylist()
+    print(f"embedding {len(sequences)} windows of {shard_path} with {spec.model} on {device} "
+          f"({model_meta['precision']}, batch {batch_size}, {max(1, threads)} thread(s))", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with tqdm(total=len(sequences), desc=f"embed {shard_path}", unit="win", file=sys.stderr,
               mininterval=10, disable=None) as progress:

@@ -1,0 +1,283 @@
+"""Conda envs and workflow hygiene, checked statically (conda cannot run here).
+
+The envs in envs/*.yaml are what `--sdm conda` builds on a cluster; requirements.txt
+is what CI and `make demo` install with pip. These tests keep the two in step,
+keep every rule pointed at an env that exists and holds what its script imports,
+and run the two linters the Makefile's `lint` target runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = sorted((REPO / "envs").glob("*.yaml"))
+RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+PACKAGE = REPO / "src" / "dnalm"
+
+CHANNELS = ["conda-forge", "bioconda", "nodefaults"]
+# name=version, one "=", an exact dotted version: no ranges, wildcards, builds or bare names.
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)=(?P<version>\d+(?:\.\d+)+)$")
+# Conda package names that differ from the pip distribution name (after normalisation).
+CONDA_TO_PIP = {"pytorch": "torch"}
+
+
+def normalise(name: str) -> str:
+    """PEP 503 name: lower case, runs of -_. as one dash (huggingface_hub == huggingface-hub)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pip_name(conda_name: str) -> str:
+    return CONDA_TO_PIP.get(normalise(conda_name), normalise(conda_name))
+
+
+def env_pins(path: Path) -> dict[str, str | None]:
+    """pip-normalised name -> pinned version (None where not pinned) of an env's dependencies."""
+    pins = {}
+    for dep in yaml.safe_load(path.read_text())["dependencies"]:
+        if isinstance(dep, str):
+            m = PIN.match(dep)
+            name = m["name"] if m else re.split(r"[\s=<>!~]", dep, maxsplit=1)[0]
+            pins[pip_name(name)] = m["version"] if m else None
+    return pins
+
+
+# ------------------------------------------------------------------ rules
+
+
+@dataclass
+class Rule:
+    name: str
+    file: Path
+    directives: dict[str, str] = field(default_factory=dict)
+
+    def path_of(self, directive: str) -> Path | None:
+        """The file a conda:/script: directive names, relative to the rule file."""
+        text = self.directives.get(directive)
+        if text is None:
+            return None
+        literals = re.findall(r"""["']([^"']+)["']""", text)
+        assert len(literals) == 1, f"rule {self.name}: {directive}: expected one path string, got {text!r}"
+        return (self.file.parent / literals[0]).resolve()
+
+
+def parse_rules() -> list[Rule]:
+    """Rules and their directives from the snakefmt-formatted Snakefile and rules/*.smk.
+
+    A rule starts at an unindented `rule NAME:`; its directives are the lines indented by
+    exactly four spaces (`    NAME:`), each running until the next one. snakefmt --check
+    (tested below) keeps the files in this shape, and the rule names are checked against
+    `snakemake --list-rules`, so a rule this misses fails a test.
+    """
+    rules = []
+    for path in RULE_FILES:
+        rule = directive = None
+        for line in path.read_text().splitlines():
+            if m := re.match(r"^rule (\w+):", line):
+                rule, directive = Rule(m.group(1), path), None
+                rules.append(rule)
+            elif line and not line[0].isspace() and not line.startswith("#"):
+                rule = directive = None  # any other top-level statement ends the rule
+            elif rule is not None and (m := re.match(r"^ {4}(\w+):(.*)$", line)):
+                directive = m.group(1)
+                rule.directives[directive] = m.group(2).strip()
+            elif rule is not None and directive is not None and line.strip():
+                rule.directives[directive] += "\n" + line.strip()
+    return rules
+
+
+RULES = parse_rules()
+JOB_RULES = [r for r in RULES if "output" in r.directives]  # not the `all` target
+
+
+def test_rule_parser_sees_every_rule():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+    assert sorted(r.name for r in RULES) == sorted(listed)
+    assert {r.name for r in JOB_RULES} == listed - {"all"}
+
+
+# ------------------------------------------------------------- env files
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_env_file_is_pinned(env):
+    spec = yaml.safe_load(env.read_text())
+    assert isinstance(spec, dict), f"{env.name}: not a YAML mapping"
+    assert spec.get("channels") == CHANNELS, f"{env.name}: channels must be exactly {CHANNELS}"
+    deps = spec.get("dependencies")
+    assert isinstance(deps, list) and deps, f"{env.name}: no dependencies list"
+    unpinned = [d for d in deps if not (isinstance(d, str) and PIN.match(d))]
+    assert not unpinned, f"{env.name}: not pinned as name=exact.version: {unpinned}"
+    names = [PIN.match(d)["name"] for d in deps]
+    assert len(names) == len(set(names)), f"{env.name}: a package is listed twice: {names}"
+    assert PIN.match(next(d for d in deps if d.startswith("python=")))["version"] == "3.11", \
+        f"{env.name}: python must be pinned to 3.11"
+
+
+def test_every_conda_directive_points_at_an_env_and_every_env_is_used():
+    missing_directive = [r.name for r in JOB_RULES if "conda" not in r.directives]
+    assert not missing_directive, f"rules without a conda: directive: {missing_directive}"
+    used = {}
+    for rule in JOB_RULES:
+        env = rule.path_of("conda")
+        assert env.is_file(), f"rule {rule.name} ({rule.file.name}): conda env {env} does not exist"
+        used.setdefault(env, []).append(rule.name)
+    unused = [p.name for p in ENVS if p.resolve() not in used]
+    assert not unused, f"env files no rule uses: {unused}"
+
+
+def read_requirements() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            m = re.match(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==(\S+)$", line)
+            assert m, f"requirements.txt: {line!r} is not pinned with =="
+            pins[normalise(m.group(1))] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_env_pins_match_requirements(env):
+    """CI tests with requirements.txt, so a conda env may only hold what CI tested, at that version."""
+    requirements = read_requirements()
+    pins = env_pins(env)
+    pins.pop("python")
+    not_in_ci = sorted(set(pins) - set(requirements))
+    assert not not_in_ci, f"{env.name}: {not_in_ci} are not in requirements.txt, so CI never tests them"
+    differ = {name: (version, requirements[name]) for name, version in pins.items() if requirements[name] != version}
+    assert not differ, f"{env.name} vs requirements.txt (conda, pip): {differ}"
+
+
+# ------------------------------------------------ imports vs env contents
+
+
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
+    """(third-party top-level modules, dnalm submodules) imported anywhere in a file.
+
+    Function-level imports count too: `import torch` inside a function still runs in the
+    rule's env. Any dnalm import runs dnalm/__init__.py; `from dnalm import report` and
+    `from . import x` import a submodule where src/dnalm/<name>.py exists.
+    """
+    third_party, internal = set(), {"__init__"}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".") for alias in node.names]
+            third_party |= {parts[0] for parts in names if parts[0] != "dnalm"}
+            internal |= {parts[1] for parts in names if parts[0] == "dnalm" and len(parts) > 1}
+        elif isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 0 and parts[0] != "dnalm":
+                third_party.add(parts[0])
+                continue
+            if node.level == 0:
+                parts = parts[1:]  # dnalm.x.y -> x.y
+            if parts and parts[0]:
+                internal.add(parts[0])
+            else:  # from dnalm import x / from . import x
+                internal |= {alias.name for alias in node.names if (PACKAGE / f"{alias.name}.py").exists()}
+    return third_party - set(sys.stdlib_module_names) - {"__future__"}, internal
+
+
+def needed_modules(script: Path) -> dict[str, str]:
+    """Third-party module -> the file that imports it, for a script and the dnalm modules it reaches."""
+    needed: dict[str, str] = {}
+    todo, seen = [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        third_party, internal = imports_of(path)
+        for module in third_party:
+            needed.setdefault(module, str(path.relative_to(REPO)))
+        todo += [PACKAGE / f"{name}.py" for name in internal]
+    return needed
+
+
+DISTRIBUTIONS = importlib.metadata.packages_distributions()  # import name -> pip names, from the venv
+
+
+def distribution_of(module: str) -> str:
+    dists = DISTRIBUTIONS.get(module)
+    assert dists, f"cannot tell which package provides module {module!r} (is it installed in the venv?)"
+    return normalise(dists[0])
+
+
+def missing_from_env(needed: dict[str, str], env: Path) -> list[str]:
+    pins = env_pins(env)
+    return sorted(f"{distribution_of(m)} (import {m} in {where})"
+                  for m, where in needed.items() if distribution_of(m) not in pins)
+
+
+def test_scan_finds_known_imports():
+    """The import scan itself: it must see lazy imports and follow dnalm's own modules."""
+    embed = needed_modules(REPO / "scripts" / "embed_shard.py")
+    assert {"torch", "transformers", "numpy", "pyarrow", "pysam", "tqdm"} <= set(embed)  # torch is lazy there
+    windows = needed_modules(REPO / "scripts" / "make_windows.py")
+    assert {"numpy", "pandas", "pyarrow", "pysam"} <= set(windows)
+    assert "torch" not in windows  # the cpu env's rules never reach torch
+
+
+def test_every_rule_env_holds_what_its_script_imports():
+    problems = []
+    for rule in JOB_RULES:
+        script = rule.path_of("script")
+        if script is None:
+            continue
+        assert script.is_file(), f"rule {rule.name}: script {script} does not exist"
+        missing = missing_from_env(needed_modules(script), rule.path_of("conda"))
+        if missing:
+            problems.append(f"rule {rule.name} ({rule.path_of('conda').name}) lacks: {', '.join(missing)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_torch_env_holds_every_package_dependency():
+    needed: dict[str, str] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        for module in imports_of(path)[0]:
+            needed.setdefault(module, str(path.relative_to(REPO)))
+    missing = missing_from_env(needed, REPO / "envs" / "torch.yaml")
+    assert not missing, f"envs/torch.yaml lacks: {', '.join(missing)}"
+
+
+def test_cpu_env_serves_extract_and_windows():
+    rules = {r.name: r for r in JOB_RULES}
+    for name in ("extract_regions", "make_windows"):
+        assert rules[name].path_of("conda") == (REPO / "envs" / "cpu.yaml").resolve(), name
+        missing = missing_from_env(needed_modules(rules[name].path_of("script")), REPO / "envs" / "cpu.yaml")
+        assert not missing, f"envs/cpu.yaml lacks, for {name}: {', '.join(missing)}"
+
+
+# ---------------------------------------------------------------- linters
+
+
+def test_every_job_rule_has_a_log():
+    no_log = [r.name for r in JOB_RULES if "log" not in r.directives]
+    assert not no_log, f"rules without log: {no_log}"
+
+
+def test_snakemake_lint_passes():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Congratulations" in output, output
+
+
+def test_snakefmt_check_passes():
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    proc = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,86 @@
+"""Rerun semantics, read from the reasons of real `snakemake -n` runs.
+
+What changes re-runs what: a head setting -> training and classification only;
+the window size -> everything from the windows on; the encoder -> embeddings
+and after; nothing changed -> nothing; shards rewritten byte-identical -> no
+re-embedding (Snakemake compares small inputs by checksum).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import Workdir
+from test_workflow import jobs_in_dry_run
+
+pytestmark = pytest.mark.workflow
+
+BED = {"input": {"mode": "bed", "bed": "regions.bed"}}
+AFTER_EMBEDDING = {"all": 1, "train_head": 2, "classify": 2, "report_metrics": 1, "report_run": 1}
+
+
+def dry_run_with(wd: Workdir, name: str, overlay: dict) -> dict[str, int]:
+    from conftest import deep_merge
+
+    cfg = wd.write_config(name, deep_merge(BED, overlay))
+    return jobs_in_dry_run(wd.snakemake("-n", configs=[cfg]).output)
+
+
+def test_window_size_reruns_everything_from_windows_on(trained_bed_run):
+    wd, _, _ = trained_bed_run
+    jobs = dry_run_with(wd, "win.yaml", {"windows": {"size": 400, "stride": 200}})
+    # 72 regions x 4 windows (0, 200, 400, 600) = 288 windows -> 5 shards of 64
+    assert jobs == {**AFTER_EMBEDDING, "make_windows": 1, "embed_shard": 5}
+
+
+def test_encoder_reruns_embeddings_and_after(trained_bed_run):
+    wd, _, _ = trained_bed_run
+    jobs = dry_run_with(wd, "enc.yaml", {"encoder": {"precision": "bf16"}})
+    assert jobs == {**AFTER_EMBEDDING, "embed_shard": 4}
+    jobs = dry_run_with(wd, "enc_seed.yaml", {"encoder": {"tiny": {"seed": 1}}})
+    assert jobs == {**AFTER_EMBEDDING, "build_tiny_encoder": 1, "embed_shard": 4}
+
+
+def test_batch_size_and_threads_rerun_nothing(trained_bed_run):
+    wd, cfg, _ = trained_bed_run
+    run = wd.snakemake("-n", "--set-threads", "embed_shard=2", "--set-resources", "embed_shard:batch_size=3",
+                       configs=[cfg])
+    assert "Nothing to be done" in run.output
+
+
+@pytest.fixture
+def copied_run(trained_bed_run, tmp_path) -> Workdir:
+    """A copy of the trained run (metadata and mtimes too) that a test may change."""
+    source, _, _ = trained_bed_run
+    target = tmp_path / "copy"
+    shutil.copytree(source.root, target, symlinks=True)
+    wd = Workdir.__new__(Workdir)
+    wd.root = target
+    return wd
+
+
+def test_identical_shards_rewritten_do_not_reembed(copied_run):
+    wd = copied_run
+    shards = sorted((wd.root / "results/windows").glob("shard_*.parquet"))
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in shards}
+    wd.snakemake("results/windows/sequences.parquet", "--forcerun", "make_windows", configs=[wd.path("bed.yaml")])
+    for p in shards:
+        data, mtime = before[p.name]
+        assert p.stat().st_mtime_ns > mtime, "make_windows did not rewrite the shard"
+        assert p.read_bytes() == data, "a rewritten shard differs: Parquet output is not deterministic"
+    run = wd.snakemake("-n", configs=[wd.path("bed.yaml")])
+    assert "Nothing to be done" in run.output, run.output
+
+
+def test_relabelling_retrains_without_reembedding(copied_run):
+    wd = copied_run
+    bed = wd.path("regions.bed")
+    lines = bed.read_text().splitlines()
+    cols = lines[0].split("\t")
+    cols[7] = "test" if cols[7] == "train" else "train"  # move one region to the other split
+    bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
+    wd.snakemake("results/regions/labels.parquet", configs=[wd.path("bed.yaml")])
+    jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
+    assert jobs == AFTER_EMBEDDING
