@@ -2,7 +2,7 @@
 
 Run once by a maintainer (`python data/prepare.py ../shared/data`); a clone
 never needs it, the outputs are committed. Every sequence is real (NCBI
-records; see data/README.md for sources and licences).
+records; README.md, section 'Data and licences', gives sources and licences).
 """
 
 import csv

@@ -88,7 +88,7 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, batch_size
           f"({model_meta['precision']}, batch {batch_size}, {max(1, threads)} thread(s))", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with tqdm(total=len(sequences), desc=f"embed {shard_path}", unit="win", file=sys.stderr,
-              mininterval=10, disable=None) as progress:
+              mininterval=10, disable=False) as progress:
         cls, mean = embed_windows(model, sequences, k, batch_size, device, progress)
     elapsed = time.perf_counter() - started
     hidden = cls.shape[1]

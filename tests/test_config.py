@@ -1,0 +1,50 @@
+"""The configuration contract: a description and a default for every key, the
+demo config valid as is, every key documented in config/README.md."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+from snakemake.utils import validate
+
+from conftest import REPO
+
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+
+
+def walk(schema: dict, prefix: str = ""):
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{prefix}{key}", sub
+        if sub.get("type") == "object":
+            yield from walk(sub, f"{prefix}{key}.")
+
+
+def test_every_key_has_description_and_default():
+    keys = list(walk(SCHEMA))
+    assert len(keys) > 30
+    missing = [k for k, sub in keys if "description" not in sub or "default" not in sub]
+    assert not missing, f"schema keys without description/default: {missing}"
+
+
+def test_demo_config_is_valid_and_defaults_fill_an_empty_config():
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(copy.deepcopy(demo), str(REPO / "config" / "schema.yaml"))
+    empty: dict = {}
+    validate(empty, str(REPO / "config" / "schema.yaml"))  # fills defaults
+    assert empty["windows"]["size"] == 512 and empty["heads"]["training"]["seed"] == 0
+    # The defaults are the demo: every value config.yaml sets is the schema's default.
+    def differences(given, defaults, prefix=""):
+        for key, value in given.items():
+            if isinstance(value, dict):
+                yield from differences(value, defaults[key], f"{prefix}{key}.")
+            elif defaults[key] != value:
+                yield f"{prefix}{key}: {value!r} != default {defaults[key]!r}"
+
+    assert not list(differences(demo, empty))
+
+
+def test_every_key_is_documented():
+    text = (REPO / "config" / "README.md").read_text()
+    undocumented = [k for k, sub in walk(SCHEMA) if sub.get("type") != "object" and f"`{k}`" not in text]
+    assert not undocumented, undocumented
