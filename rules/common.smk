@@ -3,6 +3,7 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -12,7 +13,7 @@ from snakemake.utils import validate
 # sys.path), so jobs need no installed package and no PYTHONPATH, in any env.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from dnalm.encoder import is_local, resolve
+from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions
 from dnalm.windows import WindowSpec, plan_shards, shard_name
@@ -62,14 +63,23 @@ wildcard_constraints:
 # ------------------------------------------------------------------- encoder
 ENC = config["encoder"]
 if ENC["source"] == "tiny":
+    try:
+        check_fits(
+            SimpleNamespace(max_position_embeddings=TINY_MAX_POSITIONS),
+            ENC["tiny"]["kmer"],
+            WINDOWS.size,
+            "encoder.tiny",
+        )
+    except InputError as err:
+        raise WorkflowError(str(err))
     ENCODER_DIR = out("encoder/tiny")
     ENCODER_FILES = [
         f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")
     ]
 else:
     ENCODER_DIR = ENC["model"]
-    try:  # a missing directory or an uncached hub id stops the run here, before any job
-        resolve(ENCODER_DIR, ENC["revision"])
+    try:  # a missing/unfit model or an uncached hub id stops the run here, before any job
+        preflight(ENCODER_DIR, ENC["revision"], WINDOWS.size)
     except InputError as err:
         raise WorkflowError(str(err))
     # Local weights are inputs, so replacing them re-runs the embeddings.

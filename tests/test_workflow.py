@@ -130,7 +130,7 @@ def test_missing_model_directory_is_a_clear_error(workdir):
 
 
 def test_window_larger_than_model_positions(trained_bed_run, workdir):
-    """A 600 bp window needs 597 positions; the tiny encoder has 512: the embedding job says so."""
+    """A 600 bp window needs 597 positions; the model has 512: the run stops before any job."""
     trained, _, _ = trained_bed_run
     workdir.path("one.bed").write_text("NC_000913.3\t1000\t3000\tr1\t0\t+\n")
     cfg = workdir.write_config("big.yaml", {
@@ -140,7 +140,12 @@ def test_window_larger_than_model_positions(trained_bed_run, workdir):
     run = workdir.snakemake(configs=[cfg], check=False)
     assert run.returncode != 0
     assert "takes at most 512 positions" in run.output and "windows.size to at most 515" in run.output
-    assert not list(workdir.path("results").glob("embeddings/*.parquet"))
+    assert not workdir.path("results").exists()
+    # The tiny encoder is checked the same way before it is even built.
+    tiny = workdir.write_config("big_tiny.yaml", {"input": {"mode": "bed", "bed": "one.bed"},
+                                                  "windows": {"size": 600, "stride": 300}})
+    run = workdir.snakemake("-n", configs=[tiny], check=False)
+    assert run.returncode != 0 and "windows.size to at most 515" in run.output
 
 
 def test_iupac_letter_fails_with_policy_and_leaves_no_shards(workdir):

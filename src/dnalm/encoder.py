@@ -14,10 +14,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from .errors import InputError
 from .tokenize import N_SPECIAL, SPECIAL_TOKENS, kmer_vocab, n_tokens
 
+TINY_MAX_POSITIONS = 512  # as DNABERT: windows of up to 515 bp for k = 6
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -106,6 +108,17 @@ def check_fits(config, k: int, window_size: int, where: object) -> None:
                          path=where, fix="check the checkpoint's config.json")
 
 
+def preflight(model: str, revision: str | None, window_size: int) -> Path:
+    """Cheap checks for DAG-building time: the model resolves offline, its vocab is
+    a DNABERT k-mer vocab, and a window fits its positions. Reads two small files
+    (no transformers import), so every dry run and cluster job can afford it."""
+    model_dir = resolve(model, revision)
+    k = kmer_size(load_vocab(model_dir), model_dir / "vocab.txt")
+    config = json.loads((model_dir / "config.json").read_text())
+    check_fits(SimpleNamespace(**config), k, window_size, model_dir / "config.json")
+    return model_dir
+
+
 def load_encoder(spec: EncoderSpec, window_size: int, device: str):
     """Load the encoder for inference; return (model, k, dtype name, provenance dict)."""
     import torch
@@ -142,7 +155,7 @@ def load_encoder(spec: EncoderSpec, window_size: int, device: str):
 
 
 def build_tiny_encoder(out_dir: str, *, k: int = 6, hidden: int = 128, layers: int = 2, heads: int = 4,
-                       max_positions: int = 512, seed: int = 0) -> Path:
+                       max_positions: int = TINY_MAX_POSITIONS, seed: int = 0) -> Path:
     """A small randomly initialised DNABERT-k-architecture encoder with the real vocab.
 
     It stands in for a pretrained checkpoint where none can be downloaded; its
