@@ -9,8 +9,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The package lives in src/. The Snakefile imports it from there; scripts find
-# it through the scripts/dnalm symlink (Snakemake puts a script's folder on its
-# sys.path), so jobs need no installed package and no PYTHONPATH, in any env.
+# it through the scripts/dnalm symlink (Snakemake appends a script's folder to
+# its sys.path), so jobs in the conda envs need no installed package. Where
+# dnalm is installed (`pip install -e .` by `make`), that copy comes first:
+# install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
