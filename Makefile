@@ -17,7 +17,14 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES)
 
+# In CI (CI set, root, apt-get) the report-rendering test's browser is installed
+# too; elsewhere that one test skips and says so. The SLURM test installs its
+# own packages the same way (tests/slurm/cluster.sh).
 test: $(BIN)/.installed
+	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
+		echo "CI: installing chromium for the report rendering test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
