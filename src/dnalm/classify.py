@@ -19,32 +19,49 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .embed import iter_embeddings
 from .extract import read_regions
 from .heads import HeadConfig, check_compatible, load_head
 from .io import atomic_dir, atomic_path, write_table_atomic
 from .train import WindowSets, predict_proba
 
 
-def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, data: WindowSets, head) -> pd.DataFrame:
-    config: HeadConfig = head.config
-    usable = data.has_usable()
-    rows = np.flatnonzero(usable)
-    proba = np.full((len(regions), config.n_classes), np.nan, dtype=np.float64)
-    proba[rows] = predict_proba(head, data, rows)
+def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, proba: np.ndarray,
+                     class_names: list[str]) -> pd.DataFrame:
+    """The per-sequence table; proba is (n_sequences, classes), NaN rows for no call."""
+    called = ~np.isnan(proba).any(axis=1)
     pred = np.array([None] * len(regions), dtype=object)
-    pred[rows] = np.asarray(config.class_names, dtype=object)[proba[rows].argmax(1)]
+    pred[called] = np.asarray(class_names, dtype=object)[proba[called].argmax(1)]
     table = pd.DataFrame({
         "seq_id": regions["seq_id"], "chrom": regions["chrom"], "start": regions["start"],
         "end": regions["end"], "strand": regions["strand"], "length": regions["length"],
         "n_windows": sequences["n_windows"].to_numpy(), "n_fraction": sequences["n_fraction"].to_numpy(),
         "pred_label": pred,
     })
-    for i, name in enumerate(config.class_names):
+    for i, name in enumerate(class_names):
         table[f"prob_{name}"] = proba[:, i]
     if regions["label"].notna().any():
         table["true_label"] = regions["label"]
         table["split"] = regions["split"]
     return table
+
+
+def predict_all(head, embedding_paths: list[str], n_sequences: int, max_n_fraction: float,
+                where: object) -> tuple[np.ndarray, dict]:
+    """Class probabilities for every sequence, streaming shard by shard.
+
+    Returns (n_sequences, classes) with NaN rows where no window passes the N
+    threshold, and the embeddings' provenance.
+    """
+    config: HeadConfig = head.config
+    proba = np.full((n_sequences, config.n_classes), np.nan, dtype=np.float64)
+    provenance: dict = {}
+    for keys, matrix, provenance in iter_embeddings(embedding_paths, config.pooling):
+        chunk = WindowSets(keys, matrix, provenance, max_n_fraction)
+        check_compatible(config, chunk.embed_dim, provenance, where)
+        rows = np.flatnonzero(chunk.has_usable())
+        proba[chunk.seq_index[rows]] = predict_proba(head, chunk, rows)
+    return proba, provenance
 
 
 def write_tables(table: pd.DataFrame, tsv: str, parquet: str, provenance: dict) -> None:
@@ -120,10 +137,9 @@ def classify(embedding_paths: list[str], regions_path: str, sequences_path: str,
     head = load_head(head_dir)
     regions = read_regions(regions_path, labels_path)
     sequences = pq.read_table(sequences_path).to_pandas()
-    data = WindowSets(embedding_paths, len(regions), head.config.pooling, max_n_fraction)
-    check_compatible(head.config, data.embed_dim, data.provenance, Path(head_dir))
-    table = prediction_table(regions, sequences, data, head)
-    provenance = {**data.provenance, "stage": "classify", "head": str(head_dir), "head_kind": head.config.kind,
+    proba, embedded = predict_all(head, embedding_paths, len(regions), max_n_fraction, Path(head_dir))
+    table = prediction_table(regions, sequences, proba, head.config.class_names)
+    provenance = {**embedded, "stage": "classify", "head": str(head_dir), "head_kind": head.config.kind,
                   "pooling": head.config.pooling, "max_n_fraction": max_n_fraction}
     write_tables(table, tsv, parquet, provenance)
     if tracks_dir:

@@ -122,3 +122,24 @@ def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarra
     key_table = pa.concat_tables(keys)
     matrix = np.concatenate(mats).astype(np.float32)  # (n_windows, hidden)
     return key_table, matrix, provenance
+
+
+def iter_embeddings(paths: list[str], pooling: str):
+    """(keys, matrix, provenance) per shard, each holding whole sequences only.
+
+    A sequence whose windows continue in the next shard is carried over, so
+    memory holds one shard (plus one sequence), never the whole genome.
+    """
+    carry: tuple[pa.Table, np.ndarray] | None = None
+    for i, path in enumerate(paths):
+        keys, matrix, provenance = read_embeddings([path], pooling)
+        if carry is not None:
+            keys, matrix = pa.concat_tables([carry[0], keys]), np.concatenate([carry[1], matrix])
+            carry = None
+        if i < len(paths) - 1 and keys.num_rows:
+            seq = keys.column("seq_index").to_numpy()
+            cut = int(np.searchsorted(seq, seq[-1]))  # first window of the last sequence
+            carry = (keys.slice(cut), matrix[cut:])
+            keys, matrix = keys.slice(0, cut), matrix[:cut]
+        if keys.num_rows:
+            yield keys, matrix, provenance

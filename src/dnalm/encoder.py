@@ -120,7 +120,9 @@ def preflight(model: str, revision: str | None, window_size: int) -> Path:
 
 
 def load_encoder(spec: EncoderSpec, window_size: int, device: str):
-    """Load the encoder for inference; return (model, k, dtype name, provenance dict)."""
+    """Load the encoder for inference; return (model, k, provenance dict)."""
+    # Everything is local by now (resolve() found it): make sure nothing reaches for the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     import transformers
     from transformers import AutoConfig, AutoModel

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -42,25 +43,34 @@ class TrainSettings:
 
 
 class WindowSets:
-    """All sequences' window vectors, addressable by sequence row.
+    """Window vectors of a run of whole sequences, addressable by row.
 
-    matrix:   (n_windows, embed_dim) float32, sequences' windows contiguous, in order
-    offsets:  (n_sequences,) first row of each sequence in matrix
-    counts:   (n_sequences,) windows per sequence
-    usable:   (n_windows,) bool, False for windows with too many N
+    Row i is the sequence with regions index seq_index[i]; its windows are
+    matrix[offsets[i] : offsets[i] + counts[i]], in window order.
+
+    matrix:    (n_windows, embed_dim) float32
+    seq_index: (n_rows,) regions-table index of each row
+    offsets, counts: (n_rows,)
+    positions: (n_windows,) window start / stride (fractional for a right-anchored tail)
+    usable:    (n_windows,) bool, False for windows with too many N
     """
 
-    def __init__(self, embedding_paths: list[str], n_sequences: int, pooling: str, max_n_fraction: float):
-        keys, self.matrix, self.provenance = read_embeddings(embedding_paths, pooling)
-        seq_index = keys.column("seq_index").to_numpy()
-        if seq_index.size and np.any(np.diff(seq_index) < 0):
+    def __init__(self, keys: pa.Table, matrix: np.ndarray, provenance: dict, max_n_fraction: float):
+        window_seq = keys.column("seq_index").to_numpy()
+        if window_seq.size and np.any(np.diff(window_seq) < 0):
             raise RuntimeError("embedding shards are not in sequence order")
-        self.counts = np.bincount(seq_index, minlength=n_sequences).astype(np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
-        stride = float(self.provenance.get("window_stride", 1))
+        self.matrix, self.provenance = matrix, provenance
+        self.seq_index, self.offsets, counts = np.unique(window_seq, return_index=True, return_counts=True)
+        self.counts = counts.astype(np.int64)
+        stride = float(provenance.get("window_stride", 1))
         self.positions = keys.column("start").to_numpy().astype(np.float32) / stride
         self.usable = keys.column("n_fraction").to_numpy() <= max_n_fraction
-        self.embed_dim = self.matrix.shape[1]
+        self.embed_dim = matrix.shape[1]
+
+    @classmethod
+    def from_files(cls, embedding_paths: list[str], pooling: str, max_n_fraction: float) -> "WindowSets":
+        keys, matrix, provenance = read_embeddings(embedding_paths, pooling)
+        return cls(keys, matrix, provenance, max_n_fraction)
 
     def has_usable(self) -> np.ndarray:
         """Per sequence: at least one window below the N threshold."""
@@ -145,7 +155,9 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     torch.manual_seed(settings.seed)
     regions = read_regions(regions_path, labels_path)
     regions_path = labels_path or regions_path  # where the labels come from, for messages
-    data = WindowSets(embedding_paths, len(regions), settings.pooling, settings.max_n_fraction)
+    data = WindowSets.from_files(embedding_paths, settings.pooling, settings.max_n_fraction)
+    if not np.array_equal(data.seq_index, np.arange(len(regions))):  # rows are regions rows from here on
+        raise RuntimeError("the embeddings do not cover every sequence of the regions table: re-run the workflow")
     labelled = regions["label"].notna().to_numpy()
     if not labelled.any():
         raise InputError(
