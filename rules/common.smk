@@ -184,3 +184,4 @@ def print_outputs():
         print(
             f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"
         )
+    print("  report: snakemake --report report.html (with the same --configfile options)")
