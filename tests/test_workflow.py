@@ -173,3 +173,31 @@ def test_training_with_one_class_is_an_error(workdir):
     assert run.returncode != 0
     assert "holds 1 class(es) (x)" in run.output
     assert not list(workdir.path("results").glob("heads/*/head.safetensors"))
+
+
+def test_sequences_shorter_than_a_window(workdir):
+    """The DNABERT 101-bp sample: every sequence gives one short window, end to end."""
+    import pandas as pd
+
+    labels = pd.read_csv(REPO / "data" / "dnabert_101bp_labels.tsv", sep="\t", dtype=str)
+    labels = labels.iloc[:300].copy()
+    labels["split"] = ["train"] * 200 + ["test"] * 100
+    fasta_ids = set(labels["id"])
+    # The FASTA holds 1,000 records; keep the 300 labelled ones in a FASTA of our own.
+    import pysam
+
+    with pysam.FastxFile(str(REPO / "data" / "dnabert_101bp.fa.gz")) as fin, \
+            open(workdir.path("short.fa"), "w") as fout:
+        for record in fin:
+            if record.name in fasta_ids:
+                fout.write(f">{record.name}\n{record.sequence}\n")
+    labels.to_csv(workdir.path("short_labels.tsv"), sep="\t", index=False)
+    cfg = workdir.write_config("short.yaml", {
+        "input": {"mode": "fasta", "sequences": "short.fa", "labels": "short_labels.tsv"},
+        "heads": {"train": ["hierarchical"]}, "classify": {"tracks": False}})
+    workdir.snakemake(configs=[cfg])
+    table = pd.read_csv(workdir.path("results/classify/hierarchical/predictions.tsv"), sep="\t")
+    assert len(table) == 300 and (table["n_windows"] == 1).all() and (table["length"] == 101).all()
+    assert table["pred_label"].notna().all()
+    windows = pq.read_table(workdir.path("results/windows/shard_00000.parquet")).to_pandas()
+    assert set(windows["status"]) == {"short"} and (windows["length"] == 101).all()
