@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, load_regions
+from dnalm.extract import RegionSource, plan_inputs
 from dnalm.windows import WindowSpec, plan_shards, shard_name
 
 validate(config, workflow.source_path("../config/schema.yaml"))
@@ -48,13 +48,28 @@ WINDOWS = WindowSpec(
 # run shows every embedding job. Bad input is reported here, before any job.
 try:
     WINDOWS.check()
-    _REGIONS = load_regions(INPUT)
+    _LENGTHS, COORDINATES_DIGEST, LABELLED = plan_inputs(INPUT)
 except InputError as err:
     raise WorkflowError(str(err))
-SHARDS = [
-    shard_name(i) for i in range(plan_shards(_REGIONS["length"].to_numpy(), WINDOWS))
-]
-LABELLED = bool(_REGIONS["label"].notna().any())
+SHARDS = [shard_name(i) for i in range(plan_shards(_LENGTHS, WINDOWS))]
+del _LENGTHS
+
+# Only the input keys of the active mode reach the rules (as params), so a key that
+# mode ignores re-runs nothing.
+_MODE_KEYS = {
+    "bed": ["reference", "bed"],
+    "tiles": ["reference", "tiles"],
+    "fasta": ["sequences"],
+}
+REGION_SOURCE = {
+    key: config["input"][key] for key in ["mode", *_MODE_KEYS[config["input"]["mode"]]]
+}
+LABEL_SOURCE = {
+    "mode": INPUT.mode,
+    "bed": INPUT.bed if INPUT.mode == "bed" else "",
+    "bed_columns": config["input"]["bed_columns"] if INPUT.mode == "bed" else {},
+    "labels": INPUT.labels if INPUT.mode == "fasta" else "",
+}
 
 
 wildcard_constraints:
@@ -99,6 +114,12 @@ else:
 # --------------------------------------------------------------------- heads
 PRETRAINED_HEAD = config["classify"]["pretrained_head"]
 if PRETRAINED_HEAD:
+    if Path(PRETRAINED_HEAD).resolve().is_relative_to(Path(out("heads")).resolve()):
+        raise WorkflowError(
+            f"{PRETRAINED_HEAD}: classify.pretrained_head lies inside this run's own heads folder "
+            f"({out('heads')}), which this run would train and overwrite.\nFix: give the annotation run "
+            "its own outdir, or copy the head elsewhere first."
+        )
     if not (Path(PRETRAINED_HEAD) / "head.json").exists():
         raise WorkflowError(
             f"{PRETRAINED_HEAD}: no trained head here (head.json missing).\nFix: set "
@@ -184,4 +205,6 @@ def print_outputs():
         print(
             f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"
         )
-    print("  report: snakemake --report report.html (with the same --configfile options)")
+    print(
+        "  report: snakemake --report report.html (with the same --configfile options)"
+    )

@@ -295,22 +295,52 @@ def test_regions_schema_columns(tmp_path):
     assert re.match(r"int64", str(table.schema.field("start").type))
 
 
-def test_write_regions_read_regions_round_trip(tmp_path):
-    from dnalm.extract import read_regions, write_regions
+def test_coordinates_and_labels_round_trip(tmp_path):
+    from dnalm.extract import labels_for, read_regions, write_coordinates, write_labels
 
-    bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\tdev\nNC_000913.3\t5\t60\ty\t0\t+\t.\t.\n")
+    bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\tdev\nNC_000913.3\t5\t60\t.\t0\t+\t.\t.\n")
     regions = _load_bed(bed)
     coords, labels = tmp_path / "regions.parquet", tmp_path / "labels.parquet"
-    write_regions(regions, str(coords), str(labels), {"stage": "regions"})
+    write_coordinates(regions, str(coords), {"stage": "regions"})
+    bare = read_regions(str(coords))  # coordinates alone: no labels
+    assert bare["seq_id"].tolist() == ["x", "NC_000913.3:5-60(+)"] and bare["label"].isna().all()
+    # labels come from the BED's columns by the same region names
+    source = {"mode": "bed", "bed": str(bed), "bed_columns": {"label": 7, "split": 8}, "labels": ""}
+    write_labels(labels_for(bare, source), str(labels))
     back = read_regions(str(coords), str(labels))
     assert back.to_dict("list") == regions.to_dict("list")
     assert back["split"].tolist() == ["val", None] and back["label"].tolist() == ["lab", None]
-    # coordinates alone: no labels
-    bare = read_regions(str(coords))
-    assert bare["seq_id"].tolist() == ["x", "y"] and bare["label"].isna().all()
-    # relabelling leaves the coordinates file byte-identical
-    before = coords.read_bytes()
-    regions.loc[1, "label"] = "other"
-    write_regions(regions, str(coords), str(labels), {"stage": "regions"})
-    assert coords.read_bytes() == before
-    assert read_regions(str(coords), str(labels))["label"].tolist() == ["lab", "other"]
+
+
+@pytest.mark.parametrize("text,message", [
+    (">a\nACGT\n>b\nACGT\n>a\nTTTT\n", "record 3 repeats the name 'a'"),
+    (">a\nACGT\n>empty\n>b\nACGT\n", "record 2 (empty) has no sequence"),
+])
+def test_fasta_mode_rejects_duplicate_and_empty_records(tmp_path, text, message):
+    from dnalm.extract import check_fasta_records
+
+    fasta = tmp_path / "seqs.fa"
+    fasta.write_text(text)
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        check_fasta_records(str(fasta))
+    assert str(fasta) in str(err.value) and "Fix:" in str(err.value)
+
+
+@pytest.mark.parametrize("source,message", [
+    (dict(mode="fasta", sequences=""), "no FASTA of sequences is configured"),
+    (dict(mode="bed", reference=str(ECOLI), bed=""), "no BED is configured"),
+    (dict(mode="tiles", reference=str(ECOLI), include=("chr[",)), "is not a regular expression"),
+])
+def test_missing_or_malformed_settings_are_clear(source, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_regions(RegionSource(**source))
+
+
+def test_empty_labels_table_is_named(tmp_path):
+    from dnalm.extract import read_labels
+
+    table = tmp_path / "labels.tsv"
+    table.write_text("")
+    with pytest.raises(InputError, match="cannot be read as a TSV table") as err:
+        read_labels(str(table))
+    assert str(table) in str(err.value)

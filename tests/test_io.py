@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dnalm
+from dnalm.errors import InputError
 from dnalm.embed import KEY_COLUMNS, embeddings_schema, read_embeddings
 from dnalm.io import (
     PROVENANCE_KEY,
@@ -135,6 +136,7 @@ def _embedding_file(path, rng, first_id: int, n: int, hidden: int, provenance: d
         pa.array(np.repeat(np.arange(n // 2 + 1), 2)[:n] + first_id, pa.int64()),
         pa.array(np.tile([0, 1], n)[:n], pa.int32()),
         pa.array(np.arange(n) * 10, pa.int64()),
+        pa.array(np.full(n, 512), pa.int32()),
         pa.array(rng.random(n).astype(np.float32), pa.float32()),
     ]
     for matrix in (cls, mean):
@@ -159,6 +161,10 @@ def test_float16_embeddings_round_trip(tmp_path):
     assert keys.column_names == KEY_COLUMNS
     assert keys.column("window_id").to_pylist() == list(range(12))
     assert prov["k"] == 1 and prov["dnalm_version"] == dnalm.__version__
+    # Shards of one run must share their encoder settings.
+    _embedding_file(tmp_path / "e3.parquet", rng, 12, 3, hidden, {"stage": "embeddings", "precision": "bfloat16"})
+    with pytest.raises(InputError, match="precision=.bfloat16"):
+        read_embeddings(paths + [str(tmp_path / "e3.parquet")], "cls")
     _, matrix_mean, _ = read_embeddings(paths, "mean")
     assert np.array_equal(matrix_mean, np.concatenate([mean1, mean2]).astype(np.float32))
     assert not np.array_equal(matrix, matrix_mean)

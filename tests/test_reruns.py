@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 
+import pyarrow.parquet as pq
+
 import pytest
 
 from conftest import Workdir
@@ -81,6 +83,28 @@ def test_relabelling_retrains_without_reembedding(copied_run):
     cols = lines[0].split("\t")
     cols[7] = "test" if cols[7] == "train" else "train"  # move one region to the other split
     bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
-    wd.snakemake("results/regions/labels.parquet", configs=[wd.path("bed.yaml")])
     jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
-    assert jobs == AFTER_EMBEDDING
+    assert jobs == {**AFTER_EMBEDDING, "extract_labels": 1}
+    embeddings = {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")}
+    wd.snakemake(configs=[wd.path("bed.yaml")])
+    assert {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")} == embeddings
+    labels = pq.read_table(wd.path("results/regions/labels.parquet")).column("split").to_pylist()
+    assert labels[0] == cols[7]  # the new split reached training
+
+
+def test_coordinates_change_reruns_from_regions(copied_run):
+    wd = copied_run
+    bed = wd.path("regions.bed")
+    lines = bed.read_text().splitlines()
+    cols = lines[0].split("\t")
+    cols[2] = str(int(cols[2]) - 100)  # shorter region: other windows
+    bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
+    jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
+    assert jobs == {**AFTER_EMBEDDING, "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
+                    "embed_shard": 4}
+
+
+def test_keys_of_another_mode_rerun_nothing(trained_bed_run):
+    wd, _, _ = trained_bed_run
+    jobs = dry_run_with(wd, "tiles_keys.yaml", {"input": {"tiles": {"length": 999}, "sequences": "x.fa"}})
+    assert jobs == {}

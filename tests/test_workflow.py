@@ -59,7 +59,7 @@ def test_dry_run_shows_every_job(workdir):
     run = workdir.snakemake("-n")
     jobs = jobs_in_dry_run(run.output)
     # 1852 regions x 3 windows, 2000 per shard -> 3 embedding jobs, known before anything runs
-    assert jobs == {"all": 1, "build_tiny_encoder": 1, "extract_regions": 1, "make_windows": 1,
+    assert jobs == {"all": 1, "build_tiny_encoder": 1, "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
                     "embed_shard": 3, "train_head": 2, "classify": 2, "report_metrics": 1, "report_run": 1}
 
 
@@ -201,3 +201,12 @@ def test_sequences_shorter_than_a_window(workdir):
     assert table["pred_label"].notna().all()
     windows = pq.read_table(workdir.path("results/windows/shard_00000.parquet")).to_pandas()
     assert set(windows["status"]) == {"short"} and (windows["length"] == 101).all()
+
+
+def test_pretrained_head_inside_the_runs_own_heads_is_refused(trained_bed_run):
+    wd, _, _ = trained_bed_run
+    cfg = wd.write_config("self.yaml", {"input": {"mode": "bed", "bed": "regions.bed"},
+                                        "classify": {"pretrained_head": "results/heads/mean"}})
+    run = wd.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0 and "lies inside this run's own heads folder" in run.output
+    assert wd.path("results/heads/mean/head.safetensors").exists()

@@ -112,15 +112,14 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str) -> N
         bed["_order"] = bed["chrom"].map({c: i for i, c in enumerate(chrom_order)})
         bed.sort_values(["_order", "start", "end"]).drop(columns="_order").to_csv(
             tmp / "calls.bed", sep="\t", header=False, index=False)
+        by_chrom = list(called.groupby("chrom", sort=False))  # contigs in input order
         for name in class_names:
             parts = []
-            for chrom in chrom_order:
-                sub = called[called["chrom"] == chrom]
-                if len(sub):
-                    seg = coverage_mean(sub["start"].to_numpy(), sub["end"].to_numpy(),
-                                        sub[f"prob_{name}"].to_numpy(dtype=np.float64))
-                    seg.insert(0, "chrom", chrom)
-                    parts.append(seg)
+            for chrom, sub in by_chrom:
+                seg = coverage_mean(sub["start"].to_numpy(), sub["end"].to_numpy(),
+                                    sub[f"prob_{name}"].to_numpy(dtype=np.float64))
+                seg.insert(0, "chrom", chrom)
+                parts.append(seg)
             with open(tmp / f"prob_{_safe(name)}.bedGraph", "w") as fh:
                 fh.write(f'track type=bedGraph name="P({name})" description="dnalm probability of {name}"\n')
                 if parts:

@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .encoder import EncoderSpec, load_encoder
+from .errors import InputError
 from .io import read_provenance, with_provenance, write_table_atomic
 from .tokenize import encode_batch
 
-KEY_COLUMNS = ["window_id", "seq_index", "window_index", "start", "n_fraction"]
+KEY_COLUMNS = ["window_id", "seq_index", "window_index", "start", "length", "n_fraction"]
 POOLINGS = ("cls", "mean")
 
 
@@ -30,6 +31,7 @@ def embeddings_schema(hidden: int) -> pa.Schema:
             ("seq_index", pa.int64()),
             ("window_index", pa.int32()),
             ("start", pa.int64()),
+            ("length", pa.int32()),
             ("n_fraction", pa.float32()),
             ("cls", vector),  # last hidden state at [CLS]
             ("mean", vector),  # mean of the last hidden states over the k-mer tokens
@@ -106,15 +108,34 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, batch_size
           f"{rate:.1f} windows/s", file=sys.stderr)
 
 
+# What every shard of one run must share: a head cannot mix vectors of two encoders,
+# window settings or precisions (e.g. `precision: auto` on a node without a GPU).
+SHARED_PROVENANCE = ("model_sha256", "precision", "kmer", "hidden_size", "window_size", "window_stride")
+
+
+def check_same_origin(provenance: dict, first: dict, path: str, first_path: str) -> None:
+    for key in SHARED_PROVENANCE:
+        if provenance.get(key) != first.get(key):
+            raise InputError(
+                f"was embedded with {key}={provenance.get(key)!r} but {first_path} with {first.get(key)!r}: "
+                "the shards of one run must come from one encoder setting", path=path,
+                fix="set encoder.precision explicitly (auto picks bf16 on GPU nodes and fp32 where no GPU "
+                    "is visible) and re-run the embeddings (snakemake --forcerun embed_shard)")
+
+
 def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarray, dict]:
-    """Concatenate shards: key columns, the (n_windows, hidden) float32 matrix, provenance."""
+    """Concatenate shards: key columns, the (n_windows, hidden) float32 matrix, and the
+    provenance they share (checked to agree across shards)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}")
     keys, mats = [], []
     provenance: dict = {}
     for path in paths:
         table = pq.read_table(path, columns=KEY_COLUMNS + [pooling])
-        provenance = provenance or read_provenance(path)
+        if provenance:
+            check_same_origin(read_provenance(path), provenance, path, paths[0])
+        else:
+            provenance = read_provenance(path)
         keys.append(table.select(KEY_COLUMNS))
         column = table.column(pooling).combine_chunks()
         hidden = column.type.list_size
@@ -131,8 +152,12 @@ def iter_embeddings(paths: list[str], pooling: str):
     memory holds one shard (plus one sequence), never the whole genome.
     """
     carry: tuple[pa.Table, np.ndarray] | None = None
+    first: dict = {}
     for i, path in enumerate(paths):
         keys, matrix, provenance = read_embeddings([path], pooling)
+        if first:
+            check_same_origin(provenance, first, path, paths[0])
+        first = first or provenance
         if carry is not None:
             keys, matrix = pa.concat_tables([carry[0], keys]), np.concatenate([carry[1], matrix])
             carry = None

@@ -12,6 +12,7 @@ FASTA when windows are cut, so no genome is ever held in memory here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,11 @@ class RegionSource:
 
 def load_regions(source: RegionSource) -> pd.DataFrame:
     """The regions table for a source, validated against the FASTA's index."""
+    if source.mode == "bed" and not source.bed:
+        raise InputError("input.mode is bed but no BED is configured", fix="set input.bed")
+    if source.mode == "fasta" and not source.sequences:
+        raise InputError("input.mode is fasta but no FASTA of sequences is configured",
+                         fix="set input.sequences")
     if source.mode == "bed":
         regions = regions_from_bed(source.bed, read_fai(source.reference), source)
     elif source.mode == "tiles":
@@ -133,7 +139,7 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) ->
     rows: list[tuple] = []
     seen: dict[str, int] = {}
     with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in enumerate(_decoded(fh, path), start=1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             cols = line.rstrip("\n\r").split("\t")
@@ -161,14 +167,12 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) ->
                 raise InputError(
                     f"region ends at {end}, past the end of {chrom} ({contigs[chrom]} bp)", path=where,
                     fix="clip the region to the contig, or check the reference build")
-            name = cols[3] if len(cols) > 3 and cols[3] not in ("", ".") else f"{chrom}:{start}-{end}"
             strand = cols[5] if len(cols) > 5 else "+"
             if strand == ".":
                 strand = "+"
             if strand not in ("+", "-"):
                 raise InputError(f"strand {strand!r} is not +, - or .", path=where, fix="fix column 6")
-            if len(cols) > 5 and name == f"{chrom}:{start}-{end}":
-                name = f"{name}({strand})"
+            name = _bed_name(cols)
             if name in seen:
                 raise InputError(
                     f"region name {name!r} already used on line {seen[name]}", path=where,
@@ -180,6 +184,17 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) ->
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     return _frame(rows)
+
+
+def _decoded(lines, path):
+    """Lines of a text file; a byte that is not UTF-8 is one clear error naming the line."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(lines, start=1):
+            yield line
+    except UnicodeDecodeError:
+        raise InputError(f"line {lineno + 1} is not UTF-8 text", path=path,
+                         fix="a BED file is plain tab-separated text; check it is not a binary or BigBed file") from None
 
 
 def _column(cols: list[str], one_based: int) -> str | None:
@@ -203,26 +218,38 @@ def tile_starts(length: int, tile: int, step: int) -> np.ndarray:
     return starts
 
 
-def regions_from_tiles(contigs: dict[str, int], source: RegionSource) -> pd.DataFrame:
+def _regex(pattern: str, key: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise InputError(f"{key} pattern {pattern!r} is not a regular expression ({err})",
+                         fix="write a Python regular expression, e.g. 'chr[0-9XY]+' or '.*_alt'") from None
+
+
+def tiled_contigs(contigs: dict[str, int], source: RegionSource) -> dict[str, int]:
+    """The contigs the include/exclude patterns keep (full matches), in FASTA order."""
     if source.tile_length < 1 or source.tile_step < 1:
         raise InputError("tile length and step must be positive", fix="set input.tiles.length and .step")
-    include = [re.compile(p) for p in source.include]
-    exclude = [re.compile(p) for p in source.exclude]
-    chrom_col, start_col, end_col = [], [], []
-    for chrom, length in contigs.items():
-        if include and not any(p.fullmatch(chrom) for p in include):
-            continue
-        if any(p.fullmatch(chrom) for p in exclude):
-            continue
-        starts = tile_starts(length, source.tile_length, source.tile_step)
-        chrom_col.append(np.full(len(starts), chrom, dtype=object))
-        start_col.append(starts)
-        end_col.append(np.minimum(starts + source.tile_length, length))
-    if not chrom_col:
+    include = [_regex(p, "input.tiles.include") for p in source.include]
+    exclude = [_regex(p, "input.tiles.exclude") for p in source.exclude]
+    kept = {chrom: length for chrom, length in contigs.items()
+            if (not include or any(p.fullmatch(chrom) for p in include))
+            and not any(p.fullmatch(chrom) for p in exclude)}
+    if not kept:
         raise InputError(
             f"no contig of {source.reference} passes the include/exclude patterns "
             f"(contigs: {', '.join(list(contigs)[:5])}{', ...' if len(contigs) > 5 else ''})",
             fix="loosen input.tiles.include / input.tiles.exclude (full-match regular expressions)")
+    return kept
+
+
+def regions_from_tiles(contigs: dict[str, int], source: RegionSource) -> pd.DataFrame:
+    chrom_col, start_col, end_col = [], [], []
+    for chrom, length in tiled_contigs(contigs, source).items():
+        starts = tile_starts(length, source.tile_length, source.tile_step)
+        chrom_col.append(np.full(len(starts), chrom, dtype=object))
+        start_col.append(starts)
+        end_col.append(np.minimum(starts + source.tile_length, length))
     chrom = np.concatenate(chrom_col)
     start = np.concatenate(start_col)
     end = np.concatenate(end_col)
@@ -258,7 +285,11 @@ def read_labels(path: str) -> pd.DataFrame:
     if not p.exists():
         raise InputError("labels table does not exist", path=p, fix="check input.labels in the config")
     sep = "," if p.name.endswith((".csv", ".csv.gz")) else "\t"
-    table = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot be read as a {'CSV' if sep == ',' else 'TSV'} table ({err})", path=p,
+                         fix="write a header line id<TAB>label<TAB>split and one row per sequence") from None
     if "id" not in table.columns or "label" not in table.columns:
         raise InputError(
             f"needs columns 'id' and 'label' (and optionally 'split'); found {list(table.columns)}",
@@ -298,12 +329,62 @@ COORDINATE_COLUMNS = [name for name in REGIONS_SCHEMA.names if name not in ("lab
 LABEL_COLUMNS = ["seq_id", "label", "split"]
 
 
-def write_regions(frame: pd.DataFrame, regions_path: str, labels_path: str, provenance: dict) -> None:
+def write_coordinates(frame: pd.DataFrame, path: str, provenance: dict) -> None:
     from .io import write_table_atomic
 
-    table = regions_to_arrow(frame)
-    write_table_atomic(table.select(COORDINATE_COLUMNS), regions_path, provenance)
-    write_table_atomic(table.select(LABEL_COLUMNS), labels_path, provenance)
+    write_table_atomic(regions_to_arrow(frame).select(COORDINATE_COLUMNS), path, provenance)
+
+
+def write_labels(frame: pd.DataFrame, path: str) -> None:
+    from .io import write_table_atomic
+
+    write_table_atomic(regions_to_arrow(frame).select(LABEL_COLUMNS), path, {"stage": "labels"})
+
+
+def labels_for(regions: pd.DataFrame, source: dict) -> pd.DataFrame:
+    """Label and split per sequence of the regions table, from the BED or labels table."""
+    full = RegionSource.from_config({"reference": "", **source, "mode": source["mode"]})
+    frame = regions.copy()
+    frame["label"], frame["split"] = None, None
+    if full.mode == "bed":
+        parsed = _bed_labels(full)
+        frame["label"] = frame["seq_id"].map(parsed["label"])
+        frame["split"] = frame["seq_id"].map(parsed["split"])
+    elif full.mode == "fasta" and full.labels:
+        table = read_labels(full.labels)
+        missing = frame.loc[~frame["seq_id"].isin(table.index), "seq_id"].tolist()
+        if missing:
+            raise InputError(
+                f"the labels table lacks {len(missing)} of the {len(frame)} sequences, "
+                f"e.g. {', '.join(missing[:3])}",
+                path=full.labels, fix="add a row (id, label, split) for each, or remove them from the FASTA")
+        frame["label"] = table.loc[frame["seq_id"], "label"].to_numpy()
+        frame["split"] = table.loc[frame["seq_id"], "split"].to_numpy()
+    return _typed(frame)
+
+
+def _bed_labels(source: RegionSource) -> pd.DataFrame:
+    """seq_id -> label, split from the BED's label/split columns (names as regions_from_bed gives them)."""
+    rows = {}
+    with open_text(source.bed) as fh:
+        for lineno, line in enumerate(_decoded(fh, source.bed), start=1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            cols = line.rstrip("\n\r").split("\t")
+            rows[_bed_name(cols)] = (_column(cols, source.label_column),
+                                     normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
+
+
+def _bed_name(cols: list[str]) -> str:
+    """The region name: column 4, else chrom:start-end (plus (strand) when column 6 exists)."""
+    if len(cols) > 3 and cols[3] not in ("", "."):
+        return cols[3]
+    name = f"{cols[0]}:{int(cols[1])}-{int(cols[2])}"
+    if len(cols) > 5:
+        strand = "+" if cols[5] == "." else cols[5]
+        name = f"{name}({strand})"
+    return name
 
 
 def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFrame:
@@ -320,3 +401,54 @@ def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFr
         if col not in frame:
             frame[col] = None
     return _typed(frame)
+
+
+def check_fasta_records(fasta: str) -> None:
+    """Mode fasta: every record is one sequence, so each needs a unique name and some
+    bases. The .fai silently keeps the first of two records with one name and skips
+    empty ones; one pass over the headers catches both."""
+    import pysam
+
+    seen: set[str] = set()
+    with pysam.FastxFile(str(fasta)) as records:
+        for number, record in enumerate(records, start=1):
+            if record.name in seen:
+                raise InputError(f"record {number} repeats the name {record.name!r}", path=fasta,
+                                 fix="give every record a unique name (the first word of its header)")
+            if not record.sequence:
+                raise InputError(f"record {number} ({record.name}) has no sequence", path=fasta,
+                                 fix="remove the empty record")
+            seen.add(record.name)
+
+
+def coordinates_digest(frame: pd.DataFrame) -> str:
+    """A short hash of what the windows are cut from (ids, coordinates, strands).
+
+    The Snakefile passes it as a param of extract_regions, so editing only labels
+    or splits in a BED re-runs no windows and no embeddings.
+    """
+    digest = hashlib.sha256()
+    hashed = pd.util.hash_pandas_object(frame[COORDINATE_COLUMNS], index=False).to_numpy()
+    digest.update(hashed.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def plan_inputs(source: RegionSource) -> tuple[np.ndarray, str, bool]:
+    """What the Snakefile needs when it builds the DAG, as cheaply as possible:
+    sequence lengths (for the shard plan), a digest of the coordinates (a param
+    of extract_regions) and whether any sequence is labelled.
+
+    A genome tiling is counted from the .fai without building millions of rows;
+    BED and FASTA inputs are parsed and validated here, so bad input stops the
+    run before any job.
+    """
+    if source.mode == "tiles":
+        from .io import fai_digest
+
+        kept = tiled_contigs(read_fai(source.reference), source)
+        lengths = [np.full(len(tile_starts(length, source.tile_length, source.tile_step)),
+                           min(length, source.tile_length), dtype=np.int64) for length in kept.values()]
+        settings = f"{fai_digest(source.reference)}|{source.tile_length}|{source.tile_step}|{sorted(kept)}"
+        return np.concatenate(lengths), hashlib.sha256(settings.encode()).hexdigest()[:16], False
+    frame = load_regions(source)
+    return frame["length"].to_numpy(), coordinates_digest(frame), bool(frame["label"].notna().any())

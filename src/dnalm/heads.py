@@ -129,7 +129,9 @@ def save_head(head: nn.Module, folder: str | Path) -> None:
     folder = Path(folder)
     state = {name: t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "kind": head.config.kind})
+        # One metadata key only: safetensors writes several in a random order, and the
+        # file must be byte-identical for identical weights (reruns, comparisons).
+        save_file(state, str(tmp), metadata={"format": "pt"})
     write_json_atomic(folder / CONFIG_FILE, asdict(head.config))
 
 

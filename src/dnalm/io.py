@@ -37,6 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a job killed with SIGKILL
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -58,6 +60,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.mkdir(parents=True, exist_ok=True)
+    for stale in final.glob(".tmp.*"):  # left by a job killed with SIGKILL (no finally ran)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp.", dir=final))
     try:
         yield tmp
@@ -118,8 +122,11 @@ def _is_plain_gzip(path: Path) -> bool:
 
 def ensure_fasta_index(fasta: str | os.PathLike) -> Path:
     """Return the .fai of a plain or bgzip FASTA, building it with pysam if missing."""
+    if not str(fasta):
+        raise InputError("no FASTA is configured", fix="set input.reference (modes bed, tiles) or "
+                         "input.sequences (mode fasta)")
     path = Path(fasta)
-    if not path.exists():
+    if not path.is_file():
         raise InputError("FASTA file does not exist", path=path, fix="check the path in the config")
     if path.stat().st_size == 0:
         raise InputError("FASTA file is empty", path=path, fix="point the config at a FASTA with at least one record")
@@ -131,7 +138,14 @@ def ensure_fasta_index(fasta: str | os.PathLike) -> Path:
             "(or decompress it)",
         )
     fai = Path(f"{path}.fai")
-    if not fai.exists() or fai.stat().st_mtime < path.stat().st_mtime:
+    stale = fai.exists() and fai.stat().st_mtime < path.stat().st_mtime
+    writable = os.access(path.parent, os.W_OK)
+    if not fai.exists() and not writable:
+        raise InputError(
+            f"has no .fai index and its folder {path.parent} is not writable, so none can be built",
+            path=path, fix=f"index it where you can write (samtools faidx {path}), or copy the FASTA "
+                           "to a writable folder and point the config there")
+    if not fai.exists() or (stale and writable):
         try:
             pysam.faidx(str(path))
         except pysam.SamtoolsError as err:  # malformed FASTA: say so, not samtools' words alone

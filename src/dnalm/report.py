@@ -57,7 +57,7 @@ def plot_confusion(metrics_paths: dict[str, str], path: str) -> None:
 
 def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
     """One-vs-rest ROC and precision-recall curves on the test split, per head and class."""
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for head, pred_path in predictions.items():
@@ -73,7 +73,8 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
             fpr, tpr, _ = roc_curve(truth, score)
             precision, recall, _ = precision_recall_curve(truth, score)
             roc_ax.plot(fpr, tpr, label=f"{head}: {name} (AUC {auc(fpr, tpr):.3f})")
-            pr_ax.plot(recall, precision, label=f"{head}: {name} (AP {auc(recall, precision):.3f})")
+            ap = average_precision_score(truth, score)
+            pr_ax.plot(recall, precision, label=f"{head}: {name} (AP {ap:.3f})")
     roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
     pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test split", ylim=(0, 1.02))

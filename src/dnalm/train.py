@@ -26,7 +26,7 @@ from .io import write_json_atomic
 
 @dataclass(frozen=True)
 class TrainSettings:
-    pooling: str = "cls"
+    pooling: str = "mean"  # as the workflow's default (config heads.pooling)
     max_n_fraction: float = 0.5
     d_model: int = 128
     layers: int = 2
@@ -64,7 +64,10 @@ class WindowSets:
         self.counts = counts.astype(np.int64)
         stride = float(provenance.get("window_stride", 1))
         self.positions = keys.column("start").to_numpy().astype(np.float32) / stride
-        self.usable = keys.column("n_fraction").to_numpy() <= max_n_fraction
+        # Usable: few enough N, and at least one k-mer (a window shorter than k has none).
+        kmer = int(provenance.get("kmer") or 1)
+        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & \
+            (keys.column("length").to_numpy() >= kmer)
         self.embed_dim = matrix.shape[1]
 
     @classmethod
@@ -154,14 +157,14 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
                out_dir: str, labels_path: str | None = None) -> dict:
     torch.manual_seed(settings.seed)
     regions = read_regions(regions_path, labels_path)
-    regions_path = labels_path or regions_path  # where the labels come from, for messages
+    labels_source = labels_path or regions_path  # named in messages
     data = WindowSets.from_files(embedding_paths, settings.pooling, settings.max_n_fraction)
     if not np.array_equal(data.seq_index, np.arange(len(regions))):  # rows are regions rows from here on
         raise RuntimeError("the embeddings do not cover every sequence of the regions table: re-run the workflow")
     labelled = regions["label"].notna().to_numpy()
     if not labelled.any():
         raise InputError(
-            "no sequence has a label, so no head can be trained", path=regions_path,
+            "no sequence has a label, so no head can be trained", path=labels_source,
             fix="give labels (BED label column, or input.labels for a FASTA), or set "
                 "classify.pretrained_head to annotate with a trained head")
     split = assign_splits(regions, labelled, settings.val_fraction, settings.seed)
@@ -176,7 +179,7 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     if len(class_names) < 2:
         raise InputError(
             f"the training split holds {len(class_names)} class(es) ({', '.join(class_names) or 'none'}); "
-            "a classifier needs at least two", path=regions_path,
+            "a classifier needs at least two", path=labels_source,
             fix="label sequences of at least two classes as train")
     class_id = {name: i for i, name in enumerate(class_names)}
     y_all = np.array([class_id.get(lbl, -1) for lbl in regions["label"].to_numpy()], dtype=np.int64)

@@ -1,5 +1,5 @@
-"""Glue between Snakemake and the package: logging and clean errors for scripts,
-and the parse-time plan (regions -> shard count) the Snakefile needs."""
+"""Glue between Snakemake scripts and the package: the job log, and user errors
+reported as one clear message instead of a traceback."""
 
 from __future__ import annotations
 
