@@ -307,3 +307,16 @@ def test_window_spec_checks():
     with pytest.raises(InputError, match="iupac"):
         WindowSpec(size=10, stride=5, per_shard=5, iupac="ignore").check()
     WindowSpec(size=10, stride=10, per_shard=1, iupac="as_n").check()
+
+
+def test_shards_of_an_earlier_larger_plan_are_removed(tmp_path):
+    from dnalm.extract import RegionSource, load_regions
+    from dnalm.windows import WindowSpec, plan_shards, write_shards
+    from helpers_unit import PHIX
+
+    regions = load_regions(RegionSource(mode="tiles", reference=str(PHIX), tile_length=1000, tile_step=1000))
+    for per_shard in (5, 50):
+        spec = WindowSpec(size=512, stride=256, per_shard=per_shard)
+        n = plan_shards(regions["length"].to_numpy(), spec)
+        write_shards(regions, str(PHIX), spec, str(tmp_path), n)
+    assert sorted(p.name for p in tmp_path.glob("shard_*.parquet")) == ["shard_00000.parquet"]

@@ -244,5 +244,10 @@ def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: s
                 "and the plan disagree (re-run so the plan is computed again)")
         seq_table = pa.Table.from_pydict(summary, schema=with_provenance(SEQUENCES_SCHEMA, provenance))
         pq.write_table(seq_table, tmp / SEQUENCES_FILE, **PARQUET_OPTIONS)
+    # Shards of an earlier plan with more shards (a smaller windows.per_shard) are not
+    # part of this run: remove them so nobody globbing the folder reads stale windows.
+    for old in out.glob("shard_*.parquet"):
+        if old.stem.removeprefix("shard_").isdigit() and int(old.stem.removeprefix("shard_")) >= writer.written:
+            old.unlink()
     print(f"{next_window} windows of {len(regions)} sequences in {writer.written} shard(s)", file=sys.stderr)
     return writer.written
