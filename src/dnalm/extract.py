@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import InputError
-from .io import open_text, read_fai
+from .io import fai_digest, open_text, read_fai, write_table_atomic
 
 # The regions table, declared once: writer (extract_regions) and readers agree.
 REGIONS_SCHEMA = pa.schema(
@@ -138,63 +138,64 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) ->
         raise InputError("BED file does not exist", path=path, fix="check input.bed in the config")
     rows: list[tuple] = []
     seen: dict[str, int] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(_decoded(fh, path), start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\n\r").split("\t")
-            where = f"{path}:{lineno}"
-            if len(cols) < 3:
-                raise InputError(
-                    f"has {len(cols)} tab-separated column(s), a BED line needs at least 3",
-                    path=where, fix="separate chrom, start and end with tabs")
-            chrom = cols[0]
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                raise InputError(
-                    f"start/end {cols[1]!r}, {cols[2]!r} are not integers", path=where,
-                    fix="BED coordinates are 0-based integers") from None
-            if chrom not in contigs:
-                raise InputError(
-                    f"contig {chrom!r} is not in the reference FASTA. {_suggest_contigs(chrom, list(contigs))}",
-                    path=where, fix="use the reference the BED was made for, or rename the contigs")
-            if start < 0 or start >= end:
-                raise InputError(
-                    f"start {start} must be >= 0 and less than end {end}", path=where,
-                    fix="BED regions are 0-based half-open [start, end); drop or correct this line")
-            if end > contigs[chrom]:
-                raise InputError(
-                    f"region ends at {end}, past the end of {chrom} ({contigs[chrom]} bp)", path=where,
-                    fix="clip the region to the contig, or check the reference build")
-            strand = cols[5] if len(cols) > 5 else "+"
-            if strand == ".":
-                strand = "+"
-            if strand not in ("+", "-"):
-                raise InputError(f"strand {strand!r} is not +, - or .", path=where, fix="fix column 6")
-            name = _bed_name(cols)
-            if name in seen:
-                raise InputError(
-                    f"region name {name!r} already used on line {seen[name]}", path=where,
-                    fix="give every region a unique name in column 4 (or leave column 4 empty)")
-            seen[name] = lineno
-            label = _column(cols, source.label_column)
-            split = normalise_split(_column(cols, source.split_column), where)
-            rows.append((name, chrom, start, end, strand, end - start, label, split))
+    for lineno, cols in _bed_lines(path):
+        where = f"{path}:{lineno}"
+        if len(cols) < 3:
+            raise InputError(
+                f"has {len(cols)} tab-separated column(s), a BED line needs at least 3",
+                path=where, fix="separate chrom, start and end with tabs")
+        chrom = cols[0]
+        try:
+            start, end = int(cols[1]), int(cols[2])
+        except ValueError:
+            raise InputError(
+                f"start/end {cols[1]!r}, {cols[2]!r} are not integers", path=where,
+                fix="BED coordinates are 0-based integers") from None
+        if chrom not in contigs:
+            raise InputError(
+                f"contig {chrom!r} is not in the reference FASTA. {_suggest_contigs(chrom, list(contigs))}",
+                path=where, fix="use the reference the BED was made for, or rename the contigs")
+        if start < 0 or start >= end:
+            raise InputError(
+                f"start {start} must be >= 0 and less than end {end}", path=where,
+                fix="BED regions are 0-based half-open [start, end); drop or correct this line")
+        if end > contigs[chrom]:
+            raise InputError(
+                f"region ends at {end}, past the end of {chrom} ({contigs[chrom]} bp)", path=where,
+                fix="clip the region to the contig, or check the reference build")
+        strand = cols[5] if len(cols) > 5 else "+"
+        if strand == ".":
+            strand = "+"
+        if strand not in ("+", "-"):
+            raise InputError(f"strand {strand!r} is not +, - or .", path=where, fix="fix column 6")
+        name = _bed_name(cols)
+        if name in seen:
+            raise InputError(
+                f"region name {name!r} already used on line {seen[name]}", path=where,
+                fix="give every region a unique name in column 4 (or leave column 4 empty)")
+        seen[name] = lineno
+        label = _column(cols, source.label_column)
+        split = normalise_split(_column(cols, source.split_column), where)
+        rows.append((name, chrom, start, end, strand, end - start, label, split))
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     return _frame(rows)
 
 
-def _decoded(lines, path):
-    """Lines of a text file; a byte that is not UTF-8 is one clear error naming the line."""
+def _bed_lines(path):
+    """(line number, tab-separated columns) of each data line of a BED (gzip or plain),
+    skipping blank, comment, track and browser lines. A byte that is not UTF-8 is
+    one clear error naming the line."""
     lineno = 0
-    try:
-        for lineno, line in enumerate(lines, start=1):
-            yield line
-    except UnicodeDecodeError:
-        raise InputError(f"line {lineno + 1} is not UTF-8 text", path=path,
-                         fix="a BED file is plain tab-separated text; check it is not a binary or BigBed file") from None
+    with open_text(path) as fh:
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                if line.strip() and not line.startswith(("#", "track", "browser")):
+                    yield lineno, line.rstrip("\n\r").split("\t")
+        except UnicodeDecodeError:
+            raise InputError(f"line {lineno + 1} is not UTF-8 text", path=path,
+                             fix="a BED file is plain tab-separated text; check it is not a binary or BigBed "
+                                 "file") from None
 
 
 def _column(cols: list[str], one_based: int) -> str | None:
@@ -267,16 +268,21 @@ def regions_from_fasta(fasta: str, labels: str) -> pd.DataFrame:
     frame["label"] = None
     frame["split"] = None
     if labels:
-        table = read_labels(labels)
-        missing = frame.loc[~frame["seq_id"].isin(table.index), "seq_id"].tolist()
-        if missing:
-            raise InputError(
-                f"the labels table lacks {len(missing)} of the {len(frame)} sequences in {fasta}, "
-                f"e.g. {', '.join(missing[:3])}",
-                path=labels, fix="add a row (id, label, split) for each, or remove them from the FASTA")
-        frame["label"] = table.loc[frame["seq_id"], "label"].to_numpy()
-        frame["split"] = table.loc[frame["seq_id"], "split"].to_numpy()
+        _attach_labels_table(frame, labels, fasta)
     return _typed(frame)
+
+
+def _attach_labels_table(frame: pd.DataFrame, labels: str, fasta: str) -> None:
+    """Fill frame's label/split from a labels table that must cover every sequence."""
+    table = read_labels(labels)
+    missing = frame.loc[~frame["seq_id"].isin(table.index), "seq_id"].tolist()
+    if missing:
+        raise InputError(
+            f"the labels table lacks {len(missing)} of the {len(frame)} sequences in {fasta}, "
+            f"e.g. {', '.join(missing[:3])}",
+            path=labels, fix="add a row (id, label, split) for each, or remove them from the FASTA")
+    frame["label"] = table.loc[frame["seq_id"], "label"].to_numpy()
+    frame["split"] = table.loc[frame["seq_id"], "split"].to_numpy()
 
 
 def read_labels(path: str) -> pd.DataFrame:
@@ -322,28 +328,25 @@ def regions_to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=REGIONS_SCHEMA, preserve_index=False)
 
 
-# On disk the coordinates and the labels are two files, so relabelling a training
-# set rewrites only labels.parquet: regions.parquet keeps its bytes and nothing
-# downstream of it (windows, embeddings) re-runs.
+# On disk the coordinates and the labels are two files, written by two rules
+# (extract_regions, extract_labels): relabelling a training set touches only
+# labels.parquet, and nothing that depends on the coordinates (windows,
+# embeddings) re-runs.
 COORDINATE_COLUMNS = [name for name in REGIONS_SCHEMA.names if name not in ("label", "split")]
 LABEL_COLUMNS = ["seq_id", "label", "split"]
 
 
 def write_coordinates(frame: pd.DataFrame, path: str, provenance: dict) -> None:
-    from .io import write_table_atomic
-
     write_table_atomic(regions_to_arrow(frame).select(COORDINATE_COLUMNS), path, provenance)
 
 
 def write_labels(frame: pd.DataFrame, path: str) -> None:
-    from .io import write_table_atomic
-
     write_table_atomic(regions_to_arrow(frame).select(LABEL_COLUMNS), path, {"stage": "labels"})
 
 
 def labels_for(regions: pd.DataFrame, source: dict) -> pd.DataFrame:
     """Label and split per sequence of the regions table, from the BED or labels table."""
-    full = RegionSource.from_config({"reference": "", **source, "mode": source["mode"]})
+    full = RegionSource.from_config(source)
     frame = regions.copy()
     frame["label"], frame["split"] = None, None
     if full.mode == "bed":
@@ -351,28 +354,16 @@ def labels_for(regions: pd.DataFrame, source: dict) -> pd.DataFrame:
         frame["label"] = frame["seq_id"].map(parsed["label"])
         frame["split"] = frame["seq_id"].map(parsed["split"])
     elif full.mode == "fasta" and full.labels:
-        table = read_labels(full.labels)
-        missing = frame.loc[~frame["seq_id"].isin(table.index), "seq_id"].tolist()
-        if missing:
-            raise InputError(
-                f"the labels table lacks {len(missing)} of the {len(frame)} sequences, "
-                f"e.g. {', '.join(missing[:3])}",
-                path=full.labels, fix="add a row (id, label, split) for each, or remove them from the FASTA")
-        frame["label"] = table.loc[frame["seq_id"], "label"].to_numpy()
-        frame["split"] = table.loc[frame["seq_id"], "split"].to_numpy()
+        _attach_labels_table(frame, full.labels, "the FASTA")
     return _typed(frame)
 
 
 def _bed_labels(source: RegionSource) -> pd.DataFrame:
     """seq_id -> label, split from the BED's label/split columns (names as regions_from_bed gives them)."""
     rows = {}
-    with open_text(source.bed) as fh:
-        for lineno, line in enumerate(_decoded(fh, source.bed), start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\n\r").split("\t")
-            rows[_bed_name(cols)] = (_column(cols, source.label_column),
-                                     normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
+    for lineno, cols in _bed_lines(source.bed):
+        rows[_bed_name(cols)] = (_column(cols, source.label_column),
+                                 normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
     return pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
 
 
@@ -443,8 +434,6 @@ def plan_inputs(source: RegionSource) -> tuple[np.ndarray, str, bool]:
     run before any job.
     """
     if source.mode == "tiles":
-        from .io import fai_digest
-
         kept = tiled_contigs(read_fai(source.reference), source)
         lengths = [np.full(len(tile_starts(length, source.tile_length, source.tile_step)),
                            min(length, source.tile_length), dtype=np.int64) for length in kept.values()]

@@ -52,7 +52,7 @@ class WindowSets:
     seq_index: (n_rows,) regions-table index of each row
     offsets, counts: (n_rows,)
     positions: (n_windows,) window start / stride (fractional for a right-anchored tail)
-    usable:    (n_windows,) bool, False for windows with too many N
+    usable:    (n_windows,) bool, False for windows with too many N or fewer than k bases
     """
 
     def __init__(self, keys: pa.Table, matrix: np.ndarray, provenance: dict, max_n_fraction: float):
