@@ -1,6 +1,7 @@
 # Config validation, the parse-time shard plan, and every path and input function.
 # Nothing else computes paths.
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,16 @@ from snakemake.utils import validate
 # install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
+from dnalm.encoders import (
+    EncoderSpec,
+    identity_mismatches,
+    is_local,
+    preflight,
+    tiny_identity,
+    tiny_positions,
+    tiny_window_limits,
+    window_fit,
+)
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs
 from dnalm.windows import WindowSpec, plan_shards, shard_name
@@ -79,37 +89,55 @@ wildcard_constraints:
 
 # ------------------------------------------------------------------- encoder
 ENC = config["encoder"]
-if ENC["source"] == "tiny":
-    try:
-        check_fits(
-            SimpleNamespace(max_position_embeddings=TINY_MAX_POSITIONS),
-            ENC["tiny"]["kmer"],
+ENCODER_SPEC = EncoderSpec(
+    model=ENC["model"],
+    revision=ENC["revision"],
+    family=ENC["family"],
+    trust_remote_code=ENC["trust_remote_code"],
+    precision=ENC["precision"],
+    strands=ENC["strands"],
+)
+# What the embeddings will be made with, as far as it is known before any job: a
+# pretrained head is checked against it here (the model's hash is checked in jobs).
+try:
+    if ENC["source"] == "tiny":
+        TINY = ENC["tiny"]
+        ENCODER_NOTE = window_fit(
             WINDOWS.size,
+            tiny_window_limits(TINY["family"], TINY["kmer"]),
+            tiny_positions(TINY["family"]),
+            f"tiny {TINY['family']}",
             "encoder.tiny",
         )
-    except InputError as err:
-        raise WorkflowError(str(err))
-    ENCODER_DIR = out("encoder/tiny")
-    ENCODER_FILES = [
-        f"{ENCODER_DIR}/{f}" for f in ("config.json", "model.safetensors", "vocab.txt")
-    ]
-else:
-    ENCODER_DIR = ENC["model"]
-    try:  # a missing/unfit model or an uncached hub id stops the run here, before any job
-        preflight(ENCODER_DIR, ENC["revision"], WINDOWS.size)
-    except InputError as err:
-        raise WorkflowError(str(err))
-    # Local weights are inputs, so replacing them re-runs the embeddings.
-    ENCODER_FILES = (
-        sorted(
-            str(p)
-            for p in Path(ENCODER_DIR).iterdir()
-            if p.name in ("config.json", "vocab.txt")
-            or p.suffix in (".safetensors", ".bin")
+        ENCODER_DIR = out("encoder/tiny")
+        ENCODER_FILES = [ENCODER_DIR]  # a directory() output of build_tiny_encoder
+        STATIC_IDENTITY = tiny_identity(TINY)
+    else:
+        # A missing/unfit model, an uncached hub id, or remote code not allowed stops the run here.
+        _family, ENCODER_NOTE = preflight(ENCODER_SPEC, WINDOWS.size)
+        ENCODER_DIR = ENC["model"]
+        # Local files are inputs, so replacing the weights or tokenizer re-runs the embeddings.
+        ENCODER_FILES = (
+            [str(p) for p in _family.folder.tracked_files()] if is_local(ENCODER_DIR) else []
         )
-        if is_local(ENCODER_DIR)
-        else []
-    )
+        STATIC_IDENTITY = {
+            "family": _family.name,
+            "tokenizer": _family.tokenizer_name,
+            "hidden_size": _family.folder.hidden_size,
+        }
+except InputError as err:
+    raise WorkflowError(str(err))
+STATIC_IDENTITY.update(
+    window_size=WINDOWS.size, window_stride=WINDOWS.stride, strands=ENC["strands"]
+)
+# The encoder settings embed_shard depends on (params): a tiny encoder ignores the
+# keys that only choose and load a pretrained model, so they re-run nothing there.
+_LOAD_KEYS = ["precision", "strands"]
+if ENC["source"] == "pretrained":
+    _LOAD_KEYS += ["revision", "family", "trust_remote_code"]
+ENCODER_PARAMS = {key: ENC[key] for key in _LOAD_KEYS}
+if ENCODER_NOTE:
+    print(ENCODER_NOTE, file=sys.stderr)
 
 # --------------------------------------------------------------------- heads
 PRETRAINED_HEAD = config["classify"]["pretrained_head"]
@@ -124,6 +152,14 @@ if PRETRAINED_HEAD:
         raise WorkflowError(
             f"{PRETRAINED_HEAD}: no trained head here (head.json missing).\nFix: set "
             "classify.pretrained_head to a results/heads/<kind> folder of a labelled run."
+        )
+    # Checked here, not after every embedding job: the head must read vectors like the ones it was trained on.
+    _trained = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text()).get("encoder", {})
+    for _key, _was, _now in identity_mismatches(_trained, STATIC_IDENTITY)[:1]:
+        raise WorkflowError(
+            f"{PRETRAINED_HEAD}/head.json: the head was trained on embeddings with {_key}={_was!r}, but this "
+            f"run's encoder and windows give {_key}={_now!r}.\nFix: run with the encoder and window settings the "
+            f"head was trained with (encoder {_trained.get('model')!r}), or train a head for this setting."
         )
     HEADS = ["pretrained"]
 else:
@@ -186,8 +222,6 @@ def final_outputs():
 
 
 def print_outputs():
-    import json
-
     print("\ndnalm finished. Per-sequence tables:")
     for head in HEADS:
         print(f"  {out(f'classify/{head}/predictions.tsv')} (and .parquet)")

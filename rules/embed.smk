@@ -1,6 +1,13 @@
 rule build_tiny_encoder:
+    input:
+        # The byte-pair tiny encoder trains its tokenizer on the run's own FASTA.
+        train_fasta=(
+            [INPUT.fasta]
+            if ENC["source"] == "tiny" and ENC["tiny"]["family"] == "bpe"
+            else []
+        ),
     output:
-        ENCODER_FILES if ENC["source"] == "tiny" else [],
+        directory(ENCODER_DIR) if ENC["source"] == "tiny" else [],
     log:
         logfile("build_tiny_encoder/build_tiny_encoder.log"),
     conda:
@@ -11,8 +18,9 @@ rule build_tiny_encoder:
         "../scripts/build_tiny_encoder.py"
 
 
-# One job per shard: the GPU job on a cluster. Batch size and threads are
-# resources (profile knobs), not params, so changing them re-runs nothing.
+# One job per shard: the GPU job on a cluster. The token budget per batch, threads
+# and torch.compile are resources (profile knobs), not params: changing them
+# re-runs nothing.
 rule embed_shard:
     input:
         shard=out("windows/shard_{shard}.parquet"),
@@ -30,11 +38,10 @@ rule embed_shard:
         gpu=1,
         mem_mb=8000,
         runtime=60,
-        batch_size=16,
+        tokens_per_batch=8192,
+        compile=0,
     params:
         hub_id=ENCODER_HUB_ID,
-        revision=ENC["revision"] if ENC["source"] == "pretrained" else None,
-        trust_remote_code=ENC["trust_remote_code"],
-        precision=ENC["precision"],
+        spec=ENCODER_PARAMS,
     script:
         "../scripts/embed_shard.py"

@@ -1,11 +1,10 @@
-"""Rule build_tiny_encoder: the demo's small random DNABERT-architecture encoder."""
+"""Rule build_tiny_encoder: the demo's small random encoder of the configured family."""
 
-from pathlib import Path
-
-from dnalm.encoder import build_tiny_encoder
+from dnalm.encoders import build_tiny_encoder
 from dnalm.workflow import step
 
-with step(snakemake):
+with step(snakemake, torch=True):
     shape = snakemake.params.shape
-    build_tiny_encoder(str(Path(snakemake.output[0]).parent), k=shape["kmer"], hidden=shape["hidden"],
-                       layers=shape["layers"], heads=shape["attention_heads"], seed=shape["seed"])
+    build_tiny_encoder(snakemake.output[0], shape["family"], kmer=shape["kmer"], hidden=shape["hidden"],
+                       layers=shape["layers"], heads=shape["attention_heads"], seed=shape["seed"],
+                       train_fasta=snakemake.input.train_fasta[0] if snakemake.input.train_fasta else None)

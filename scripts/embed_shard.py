@@ -1,16 +1,17 @@
-"""Rule embed_shard: per-window [CLS] and mean vectors for one shard."""
+"""Rule embed_shard: per-window summary and mean vectors for one shard."""
 
 from pathlib import Path
 
 from dnalm.embed import embed_shard
-from dnalm.encoder import EncoderSpec
+from dnalm.encoders import EncoderSpec
+from dnalm.engine import EngineSettings
 from dnalm.workflow import step
 
-with step(snakemake):
-    # A local model arrives as input files, a hub id (resolved from the cache) as a param.
-    model = snakemake.params.hub_id or str(Path(snakemake.input.encoder[0]).parent)
-    spec = EncoderSpec(model=model, revision=snakemake.params.revision,
-                       trust_remote_code=snakemake.params.trust_remote_code,
-                       precision=snakemake.params.precision)
-    embed_shard(snakemake.input.shard, snakemake.output[0], spec,
-                batch_size=int(snakemake.resources.batch_size), threads=snakemake.threads)
+with step(snakemake, torch=True):
+    # A hub id arrives as a param; a local model as its files, the tiny one as its folder.
+    local = Path(snakemake.input.encoder[0]) if snakemake.input.encoder else None
+    model = snakemake.params.hub_id or str(local if local.is_dir() else local.parent)
+    spec = EncoderSpec(**{**snakemake.params.spec, "model": model})
+    settings = EngineSettings(tokens_per_batch=int(snakemake.resources.tokens_per_batch),
+                              compile=bool(int(snakemake.resources.compile)))
+    embed_shard(snakemake.input.shard, snakemake.output[0], spec, settings=settings)

@@ -5,10 +5,7 @@ from pathlib import Path
 from dnalm.train import TrainSettings, train_head, write_metrics
 from dnalm.workflow import step
 
-with step(snakemake):
-    import torch
-
-    torch.set_num_threads(snakemake.threads)
+with step(snakemake, torch=True):
     settings = TrainSettings(**snakemake.params.settings)
     metrics = train_head(list(snakemake.input.embeddings), snakemake.input.regions, snakemake.wildcards.head,
                          settings, str(Path(snakemake.output.weights).parent), labels_path=snakemake.input.labels)

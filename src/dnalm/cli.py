@@ -1,8 +1,8 @@
 """Command line helpers around the workflow (the workflow itself runs with `snakemake`).
 
     dnalm provenance FILE.parquet           print the provenance a result file carries
-    dnalm check-model MODEL [--window 512]  will this model load here and fit the windows?
-    dnalm build-tiny-encoder OUT [...]      the demo's random DNABERT-architecture encoder
+    dnalm check-model MODEL [--window 512]  which family, will it load here, do the windows fit?
+    dnalm build-tiny-encoder OUT [...]      a small random encoder of any family (demo, tests)
 """
 
 from __future__ import annotations
@@ -21,23 +21,32 @@ def _provenance(args) -> None:
 
 
 def _check_model(args) -> None:
-    from transformers import AutoConfig
+    from .encoders import Encoder, EncoderSpec, preflight
 
-    from .encoder import check_fits, fingerprint, kmer_size, load_vocab, resolve
-
-    model_dir = resolve(args.model, args.revision)
-    k = kmer_size(load_vocab(model_dir), model_dir / "vocab.txt")
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=args.trust_remote_code)
-    check_fits(config, k, args.window, model_dir / "config.json")
-    print(f"{args.model}: DNABERT-{k} at {model_dir}, hidden {config.hidden_size}, "
-          f"{config.max_position_embeddings} positions; {args.window} bp windows fit. {fingerprint(model_dir)}")
+    spec = EncoderSpec(args.model, revision=args.revision, family=args.family,
+                       trust_remote_code=args.trust_remote_code)
+    family, note = preflight(spec, args.window)
+    folder = family.folder
+    always, most = family.window_limits()
+    print(f"{args.model}: {family.name} ({family.tokenizer_name} tokens) at {folder.path}\n"
+          f"  hidden size {folder.hidden_size}, {folder.positions} positions; windows up to {most} bp fit"
+          + (f" ({always} bp always in one pass)" if always != most else "")
+          + f"; {args.window} bp windows fit")
+    if note:
+        print(f"  {note}")
+    if args.load:  # tokenizer and weights through transformers, as a job would
+        encoder = Encoder.load(spec, args.window, args.window, "cpu")
+        batch = encoder.tokenizer.encode(["ACGT" * (args.window // 4)])
+        print(f"  loaded {type(encoder.model).__name__}: {int(batch.content_mask.sum())} content tokens for a "
+              f"{4 * (args.window // 4)} bp window, {encoder.identity.model_sha256}")
 
 
 def _build_tiny(args) -> None:
-    from .encoder import build_tiny_encoder
+    from .encoders import build_tiny_encoder
 
-    out = build_tiny_encoder(args.out, k=args.kmer, hidden=args.hidden, layers=args.layers, heads=args.heads,
-                             seed=args.seed)
+    out = build_tiny_encoder(args.out, args.family, kmer=args.kmer, hidden=args.hidden, layers=args.layers,
+                             heads=args.heads, seed=args.seed, positions=args.positions,
+                             train_fasta=args.train_fasta)
     print(f"wrote {out}")
 
 
@@ -51,11 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="local directory or hub id in the local Hugging Face cache")
     p.add_argument("--revision", default=None)
     p.add_argument("--window", type=int, default=512, help="window size in bp (default 512)")
+    p.add_argument("--family", default="auto", help="encoder family (default: detected from the folder)")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--load", action="store_true", help="also load tokenizer and weights (imports torch)")
     p.set_defaults(run=_check_model)
-    p = sub.add_parser("build-tiny-encoder", help="build the demo's small random encoder")
+    p = sub.add_parser("build-tiny-encoder", help="build a small random encoder of any family")
     p.add_argument("out")
+    p.add_argument("--family", default="dnabert", help="dnabert, nucleotide_transformer, bpe or per_base")
     p.add_argument("--kmer", type=int, default=6)
+    p.add_argument("--positions", type=int, default=None, help="positions (default 512; per_base 1024)")
+    p.add_argument("--train-fasta", default=None, help="FASTA to train the bpe tokenizer on")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)

@@ -1,8 +1,10 @@
-"""Stage 3: one shard of windows -> per-window [CLS] and mean-over-k-mer vectors.
+"""Stage 3: one shard of windows -> per-window summary ([CLS]) and mean vectors.
 
-Runs on a GPU (bf16) when one is visible, on the CPU otherwise. Windows are
-batched in shard order; equal-length windows need no padding. Vectors are
-stored as float16 fixed-size lists keyed by window id.
+Runs on a GPU (bf16) when one is visible, on the CPU otherwise, through the engine
+in `dnalm.engine` for every encoder family. Vectors are stored as float16
+fixed-size lists keyed by window id, with each window's content-token count (0
+means the window gave no sequence token, e.g. shorter than k: it is never used)
+and the model passes it needed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .encoder import EncoderSpec, load_encoder
+from .encoders import Encoder, EncoderSpec
+from .engine import Embedder, EngineSettings
 from .errors import InputError
 from .io import read_provenance, with_provenance, write_table_atomic
-from .tokenize import encode_batch
 
-KEY_COLUMNS = ["window_id", "seq_index", "window_index", "start", "length", "n_fraction"]
+WINDOW_KEYS = ["window_id", "seq_index", "window_index", "start", "length", "n_fraction"]
+KEY_COLUMNS = WINDOW_KEYS + ["tokens", "passes"]
 POOLINGS = ("cls", "mean")
 
 
@@ -33,8 +36,10 @@ def embeddings_schema(hidden: int) -> pa.Schema:
             ("start", pa.int64()),
             ("length", pa.int32()),
             ("n_fraction", pa.float32()),
-            ("cls", vector),  # last hidden state at [CLS]
-            ("mean", vector),  # mean of the last hidden states over the k-mer tokens
+            ("tokens", pa.int32()),  # content tokens of the window (0: nothing to embed, never used)
+            ("passes", pa.int32()),  # model passes (> 1 when its tokens exceed the model's positions)
+            ("cls", vector),  # summary state: [CLS] (or the last token where the tokenizer adds none)
+            ("mean", vector),  # mean of the last hidden states over the content tokens
         ]
     )
 
@@ -47,70 +52,44 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def embed_windows(model, sequences: list[str], k: int, batch_size: int, device: str,
-                  progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """[CLS] and mean-token vectors, each (n_windows, hidden) float32."""
-    import torch
-
-    cls_out, mean_out = [], []
-    with torch.inference_mode():
-        for lo in range(0, len(sequences), batch_size):
-            ids, mask = encode_batch(sequences[lo : lo + batch_size], k)  # (batch, tokens)
-            input_ids = torch.from_numpy(ids).to(device)
-            attention = torch.from_numpy(mask).to(device)
-            padded = bool((mask == 0).any())
-            hidden = model(input_ids=input_ids, attention_mask=attention if padded else None).last_hidden_state
-            hidden = hidden.float()  # (batch, tokens, hidden)
-            # k-mer tokens only: drop [CLS], [SEP] and padding from the mean.
-            kmer_mask = attention.clone()
-            kmer_mask[:, 0] = 0
-            kmer_mask[torch.arange(len(ids)), attention.sum(1) - 1] = 0
-            weights = kmer_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
-            mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-            cls_out.append(hidden[:, 0].cpu().numpy())
-            mean_out.append(mean.cpu().numpy())
-            if progress is not None:
-                progress.update(len(ids))
-    return np.concatenate(cls_out), np.concatenate(mean_out)
-
-
-def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, batch_size: int = 16,
-                device: str = "auto", threads: int = 1) -> None:
-    import torch
+def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: EngineSettings | None = None,
+                device: str = "auto") -> None:
     from tqdm import tqdm
 
-    torch.set_num_threads(max(1, threads))
     device = pick_device(device)
     windows_meta = read_provenance(shard_path)
-    window_size = int(windows_meta.get("window_size", 512))
-    model, k, model_meta = load_encoder(spec, window_size, device)
-    table = pq.read_table(shard_path, columns=KEY_COLUMNS + ["sequence"])
+    encoder = Encoder.load(spec, int(windows_meta["window_size"]), int(windows_meta["window_stride"]), device)
+    table = pq.read_table(shard_path, columns=WINDOW_KEYS + ["sequence"])
     sequences = table.column("sequence").to_pylist()
-    print(f"embedding {len(sequences)} windows of {shard_path} with {spec.model} on {device} "
-          f"({model_meta['precision']}, batch {batch_size}, {max(1, threads)} thread(s))", file=sys.stderr, flush=True)
+    settings = settings or EngineSettings()
+    identity = encoder.identity
+    print(f"embedding {len(sequences)} windows of {shard_path} with {spec.model} ({identity.family}, "
+          f"{identity.tokenizer}) on {device} ({identity.precision}, strands {spec.strands}, "
+          f"{settings.tokens_per_batch} tokens a batch)", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with tqdm(total=len(sequences), desc=f"embed {shard_path}", unit="win", file=sys.stderr,
-              mininterval=10, disable=False) as progress:
-        cls, mean = embed_windows(model, sequences, k, batch_size, device, progress)
+              mininterval=10) as progress:
+        vectors = Embedder(encoder, settings).embed(sequences, spec.strands, progress)
     elapsed = time.perf_counter() - started
-    hidden = cls.shape[1]
-    schema = embeddings_schema(hidden)
-    columns = [table.column(name) for name in KEY_COLUMNS]
-    for matrix in (cls, mean):
+    hidden = vectors.mean.shape[1]
+    columns = [table.column(name) for name in WINDOW_KEYS]
+    columns += [pa.array(vectors.tokens, type=pa.int32()), pa.array(vectors.passes, type=pa.int32())]
+    for matrix in (vectors.summary, vectors.mean):
         flat = pa.array(matrix.astype(np.float16).reshape(-1), type=pa.float16())
         columns.append(pa.FixedSizeListArray.from_arrays(flat, hidden))
-    provenance = {**{k_: v for k_, v in windows_meta.items() if k_ != "stage"}, **model_meta,
+    provenance = {**{k: v for k, v in windows_meta.items() if k != "stage"}, **identity.as_dict(),
                   "stage": "embeddings"}
-    out = pa.Table.from_arrays(columns, schema=with_provenance(schema, provenance))
+    out = pa.Table.from_arrays(columns, schema=with_provenance(embeddings_schema(hidden), provenance))
     write_table_atomic(out, out_path)
     rate = len(sequences) / elapsed if elapsed > 0 else float("nan")
-    print(f"{len(sequences)} windows on {device} ({model_meta['precision']}) in {elapsed:.1f} s: "
-          f"{rate:.1f} windows/s", file=sys.stderr)
+    print(f"{len(sequences)} windows on {device} ({identity.precision}) in {elapsed:.1f} s: {rate:.1f} windows/s",
+          file=sys.stderr)
 
 
 # What every shard of one run must share: a head cannot mix vectors of two encoders,
 # window settings or precisions (e.g. `precision: auto` on a node without a GPU).
-SHARED_PROVENANCE = ("model_sha256", "precision", "kmer", "hidden_size", "window_size", "window_stride")
+SHARED_PROVENANCE = ("family", "model_sha256", "tokenizer_sha256", "precision", "hidden_size", "window_size",
+                     "window_stride", "strands")
 
 
 def check_same_origin(provenance: dict, first: dict, path: str, first_path: str) -> None:
@@ -119,8 +98,8 @@ def check_same_origin(provenance: dict, first: dict, path: str, first_path: str)
             raise InputError(
                 f"was embedded with {key}={provenance.get(key)!r} but {first_path} with {first.get(key)!r}: "
                 "the shards of one run must come from one encoder setting", path=path,
-                fix="set encoder.precision explicitly (auto picks bf16 on GPU nodes and fp32 where no GPU "
-                    "is visible) and re-run the embeddings (snakemake --forcerun embed_shard)")
+                fix="re-run the embeddings with one setting (snakemake --forcerun embed_shard); for precision, set "
+                    "encoder.precision explicitly (auto picks bf16 on GPU nodes and fp32 where no GPU is visible)")
 
 
 def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarray, dict]:

@@ -148,17 +148,18 @@ def load_head(folder: str | Path) -> nn.Module:
 
 
 def check_compatible(config: HeadConfig, embed_dim: int, encoder: dict, where: object) -> None:
-    """A head applies only to embeddings of the encoder, k-mer and window it was trained on."""
+    """A head applies only to vectors of the encoder identity it was trained on
+    (family, tokenizer, model hash, hidden size, windows, strands)."""
+    from .encoders import identity_mismatches
+
     if embed_dim != config.embed_dim:
         raise InputError(
             f"the head was trained on {config.embed_dim}-dim embeddings but these are {embed_dim}-dim "
             f"(encoder {encoder.get('model')!r})", path=where,
             fix="use a head trained with this encoder, or set encoder.model to the one the head was trained on "
                 f"({config.encoder.get('model')!r})")
-    for key in ("model_sha256", "kmer", "window_size", "window_stride"):
-        trained, now = config.encoder.get(key), encoder.get(key)
-        if trained is not None and now is not None and trained != now:
-            raise InputError(
-                f"the head was trained with {key}={trained!r} but these embeddings have {key}={now!r} "
-                f"(trained on encoder {config.encoder.get('model')!r})", path=where,
-                fix="use the encoder and window settings the head was trained with, or retrain the head")
+    for key, trained, now in identity_mismatches(config.encoder, encoder)[:1]:
+        raise InputError(
+            f"the head was trained with {key}={trained!r} but these embeddings have {key}={now!r} "
+            f"(trained on encoder {config.encoder.get('model')!r})", path=where,
+            fix="use the encoder and window settings the head was trained with, or retrain the head")

@@ -52,7 +52,8 @@ class WindowSets:
     seq_index: (n_rows,) regions-table index of each row
     offsets, counts: (n_rows,)
     positions: (n_windows,) window start / stride (fractional for a right-anchored tail)
-    usable:    (n_windows,) bool, False for windows with too many N or fewer than k bases
+    usable:    (n_windows,) bool, False for windows with too many N or no sequence token
+               (e.g. shorter than k)
     """
 
     def __init__(self, keys: pa.Table, matrix: np.ndarray, provenance: dict, max_n_fraction: float):
@@ -64,10 +65,9 @@ class WindowSets:
         self.counts = counts.astype(np.int64)
         stride = float(provenance.get("window_stride", 1))
         self.positions = keys.column("start").to_numpy().astype(np.float32) / stride
-        # Usable: few enough N, and at least one k-mer (a window shorter than k has none).
-        kmer = int(provenance.get("kmer") or 1)
-        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & \
-            (keys.column("length").to_numpy() >= kmer)
+        # Usable: few enough N, and at least one sequence token (a window shorter than k has none).
+        self.has_tokens = keys.column("tokens").to_numpy() > 0
+        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & self.has_tokens
         self.embed_dim = matrix.shape[1]
 
     @classmethod
@@ -75,11 +75,18 @@ class WindowSets:
         keys, matrix, provenance = read_embeddings(embedding_paths, pooling)
         return cls(keys, matrix, provenance, max_n_fraction)
 
-    def has_usable(self) -> np.ndarray:
-        """Per sequence: at least one window below the N threshold."""
-        usable_counts = np.add.reduceat(self.usable.astype(np.int64), self.offsets) if self.usable.size \
+    def _any(self, per_window: np.ndarray) -> np.ndarray:
+        counts = np.add.reduceat(per_window.astype(np.int64), self.offsets) if per_window.size \
             else np.zeros_like(self.counts)
-        return (self.counts > 0) & (usable_counts > 0)
+        return (self.counts > 0) & (counts > 0)
+
+    def has_usable(self) -> np.ndarray:
+        """Per sequence: at least one window below the N threshold with a sequence token."""
+        return self._any(self.usable)
+
+    def has_tokens_any(self) -> np.ndarray:
+        """Per sequence: at least one window with a sequence token at all."""
+        return self._any(self.has_tokens)
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Padded (batch, max_windows, dim) vectors, (batch, max_windows) positions and mask."""
@@ -171,8 +178,13 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     usable = data.has_usable()
     dropped = labelled & ~usable
     if dropped.any():
-        print(f"warning: {dropped.sum()} labelled sequence(s) have no window with N fraction <= "
-              f"{settings.max_n_fraction} and are left out", file=sys.stderr)
+        tokenless = dropped & ~data.has_tokens_any()
+        if tokenless.any():
+            print(f"warning: {tokenless.sum()} labelled sequence(s) give the encoder no sequence token at all "
+                  f"(shorter than its tokens, e.g. k bases for k-mers) and are left out", file=sys.stderr)
+        if (dropped & ~tokenless).any():
+            print(f"warning: {(dropped & ~tokenless).sum()} labelled sequence(s) have no window with N fraction <= "
+                  f"{settings.max_n_fraction} and are left out", file=sys.stderr)
     split[~usable] = None
     train_rows = np.flatnonzero(split == "train")
     class_names = sorted(set(regions["label"].to_numpy()[train_rows]))
@@ -248,9 +260,11 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
 
 
 def _encoder_identity(provenance: dict) -> dict:
-    keys = ("model", "model_revision", "model_sha256", "tokenizer", "kmer", "hidden_size",
-            "window_size", "window_stride", "precision")
-    return {key: provenance.get(key) for key in keys}
+    from dataclasses import fields
+
+    from .encoders import EncoderIdentity
+
+    return {f.name: provenance.get(f.name) for f in fields(EncoderIdentity)}
 
 
 def _window_rows(data: WindowSets, rows: np.ndarray) -> np.ndarray:

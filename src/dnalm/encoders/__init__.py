@@ -1,0 +1,183 @@
+"""The encoder layer: one interface over every family of DNA language model.
+
+Everything outside this package talks to what is defined here, never to k or to a
+vocabulary:
+
+- `preflight(spec, window_size, window_stride)`: offline checks from the model
+  folder's files (no torch), for DAG-building time: the folder resolves, the family
+  is known, remote code is allowed when shipped, and a window fits the model.
+- `Encoder.load(spec, window_size, window_stride, device)`: model + tokenizer +
+  identity for a job; `encoder.tokenizer.encode(windows)` gives input ids,
+  attention mask and content mask.
+- `EncoderIdentity`: the record that provenance, head compatibility checks and the
+  Snakefile read (family, tokenizer, model hash, hidden size, windows, precision,
+  strands).
+
+Families, one module each: dnabert (overlapping k-mers), nucleotide_transformer
+(non-overlapping k-mers), hf_tokenizer (byte-pair or per-base, through the folder's
+own tokenizer). The family is detected from the folder or set by `encoder.family`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import InputError
+from .base import Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
+from .dnabert import Dnabert
+from .hf_tokenizer import HfTokenizer
+from .nucleotide_transformer import NucleotideTransformer
+from .tiny import TINY_FAMILIES, build_tiny_encoder, tiny_identity, tiny_positions, tiny_window_limits
+
+# Detection order: the most specific vocabulary first, the generic tokenizer last.
+FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Dnabert, NucleotideTransformer, HfTokenizer)}
+STRANDS = ("single", "both")
+
+__all__ = ["FAMILIES", "STRANDS", "Encoder", "EncoderIdentity", "EncoderSpec", "Family", "ModelFolder", "Ragged",
+           "TINY_FAMILIES", "TokenBatch", "WindowTokenizer", "build_tiny_encoder", "family_for", "is_local",
+           "identity_mismatches", "preflight", "resolve", "tiny_identity", "tiny_positions", "tiny_window_limits",
+           "window_fit"]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The `encoder:` section of the config, as the package sees it."""
+
+    model: str  # local directory or hub id
+    revision: str | None = None
+    family: str = "auto"
+    trust_remote_code: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    strands: str = "single"  # single | both (average each window with its reverse complement)
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """What a set of window vectors was made with. A head applies only to vectors whose
+    identity matches the one it was trained on (`mismatches`)."""
+
+    family: str
+    model: str
+    tokenizer: str
+    tokenizer_sha256: str
+    hidden_size: int | None
+    window_size: int
+    window_stride: int
+    strands: str = "single"
+    model_revision: str | None = None
+    model_sha256: str | None = None  # hashed in jobs (reads the weights), absent at DAG time
+    precision: str | None = None  # the arithmetic used (float32, bfloat16), known in jobs
+
+    # Keys that must agree between a head and the vectors it reads (precision may differ:
+    # a head trained on fp32 vectors reads bf16 ones, as embeddings of one run must agree).
+    COMPATIBILITY = ("family", "tokenizer", "tokenizer_sha256", "hidden_size", "window_size", "window_stride",
+                     "strands", "model_sha256")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+
+def identity_mismatches(trained: dict, now: dict) -> list[tuple[str, object, object]]:
+    """(key, trained value, current value) for each compatibility key both records know and
+    disagree on. Records are `EncoderIdentity.as_dict()` (or the part known at DAG time)."""
+    found = []
+    for key in EncoderIdentity.COMPATIBILITY:
+        a, b = trained.get(key), now.get(key)
+        if a is not None and b is not None and a != b:
+            found.append((key, a, b))
+    return found
+
+
+def family_for(folder: ModelFolder, requested: str = "auto") -> Family:
+    """The folder's family: detected from its files, or the one the config names."""
+    if requested != "auto":
+        if requested not in FAMILIES:
+            raise InputError(f"encoder.family is {requested!r}", fix=f"use auto or one of {', '.join(FAMILIES)}")
+        return FAMILIES[requested](folder)
+    for family in FAMILIES.values():
+        if family.detect(folder):
+            return family(folder)
+    raise InputError(
+        "no encoder family recognises this model folder (no DNABERT or NT k-mer vocab.txt, no tokenizer files)",
+        path=folder.path, fix="save the model's tokenizer into the folder (tokenizer.save_pretrained), or set "
+                              f"encoder.family to one of {', '.join(FAMILIES)}")
+
+
+def window_fit(window_size: int, limits: tuple[int | None, int | None], positions: int | None, tokenizer: str,
+               where: object) -> str:
+    """Stop when a window can never fit one model pass; return a note (or "") when
+    only some windows will need several passes."""
+    always, most = limits
+    if most is not None and window_size > most:
+        raise InputError(
+            f"a {window_size} bp window does not fit the model: it takes at most {positions} positions, which "
+            f"with {tokenizer} tokens hold at most {most} bp", path=where,
+            fix=f"set windows.size to at most {most} bp"
+                + (f" (up to {always} bp always fits in one pass)" if always is not None and always < most else ""))
+    if always is not None and window_size > always:
+        return (f"note: {tokenizer} token counts depend on the bases; a {window_size} bp window is one model pass "
+                f"for most sequence, but windows with many N (or, for byte-pair tokens, unusual sequence) may need "
+                f"more than the model's {positions} positions and are then embedded in several passes (counted "
+                f"in each embedding job's log; up to {always} bp is always one pass)")
+    return ""
+
+
+def preflight(spec: EncoderSpec, window_size: int) -> tuple[Family, str]:
+    """DAG-time checks (reads small files only, imports no torch): (family, note)."""
+    from .loading import check_remote_code
+
+    if spec.strands not in STRANDS:
+        raise InputError(f"encoder.strands is {spec.strands!r}", fix="use single or both")
+    folder = ModelFolder.open(spec.model, spec.revision)
+    check_remote_code(folder, spec.trust_remote_code)
+    family = family_for(folder, spec.family)
+    note = window_fit(window_size, family.window_limits(), folder.positions, family.tokenizer_name,
+                      folder.path / "config.json")
+    return family, note
+
+
+@dataclass
+class Encoder:
+    """A loaded model, its window tokenizer and the identity of what it makes."""
+
+    family: Family
+    tokenizer: WindowTokenizer
+    model: object  # torch.nn.Module
+    identity: EncoderIdentity
+    capacity: int | None  # content tokens one pass holds (None: no limit)
+    takes_attention_mask: bool = True
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
+             masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
+        from .loading import load_model, takes_attention_mask, torch_dtype
+
+        family, _ = preflight(spec, window_size)
+        folder = family.folder
+        tokenizer = family.tokenizer(spec.trust_remote_code)
+        dtype = torch_dtype(spec.precision, device)
+        model = load_model(folder, trust_remote_code=spec.trust_remote_code, dtype=dtype, masked_lm=masked_lm)
+        model.eval().to(device)
+        positions = folder.positions
+        capacity = None if positions is None else positions - tokenizer.n_specials
+        if capacity is not None and capacity < 1:
+            raise InputError(f"the model takes {positions} positions, no more than its {tokenizer.n_specials} "
+                             "special tokens", path=folder.path / "config.json", fix="check max_position_embeddings")
+        identity = EncoderIdentity(
+            family=family.name, model=spec.model, tokenizer=tokenizer.name,
+            tokenizer_sha256=folder.tokenizer_sha256, hidden_size=folder.hidden_size or _hidden(model),
+            window_size=window_size, window_stride=window_stride, strands=spec.strands,
+            model_revision=spec.revision, model_sha256=folder.weights_sha256() if hash_weights else None,
+            precision=str(dtype).removeprefix("torch."))
+        return cls(family, tokenizer, model, identity, capacity, takes_attention_mask(model), device)
+
+
+def _hidden(model) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("hidden_size", "d_model", "n_embd"):
+        if isinstance(getattr(config, key, None), int):
+            return int(getattr(config, key))
+    return None

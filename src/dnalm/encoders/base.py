@@ -1,0 +1,361 @@
+"""What every encoder family shares: the model folder read offline, the batch of
+tokens handed to a model, and the interface a family implements.
+
+A family turns windows (upper-case DNA strings) into token ids. Everything
+outside `dnalm.encoders` talks to these classes only, never to k or to a
+vocabulary: a new model family adds one module beside this one.
+
+Terms used throughout:
+- content tokens: the tokens that stand for the window's bases (k-mers,
+  byte-pair pieces, single bases). Specials ([CLS], <eos>, ...) are not content.
+- capacity: how many content tokens one model pass holds (the model's
+  positions minus the specials the tokenizer adds around every sequence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# Files that define how a model tokenizes (hashed into the identity) and that a
+# local model folder hands to the workflow as rule inputs.
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "merges.txt", "vocab.json", "added_tokens.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# config.json keys that give the longest input a model was built for, in the order tried.
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_seq_length", "seq_len", "n_ctx")
+# Architectures whose absolute positions start after the padding id (RoBERTa, ESM):
+# max_position_embeddings counts pad_token_id + 1 slots that no token can use.
+_PADDING_OFFSET_TYPES = {"esm", "roberta", "xlm-roberta", "camembert"}
+
+
+def is_local(model: str) -> bool:
+    return Path(model).exists() or not _HUB_ID.match(model)
+
+
+def resolve(model: str, revision: str | None = None) -> Path:
+    """The folder holding the model's files: a local path, or a hub snapshot in the local cache."""
+    path = Path(model)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError("model directory has no config.json", path=path,
+                             fix="point encoder.model at a directory written by save_pretrained")
+        return path
+    if not _HUB_ID.match(model):
+        raise InputError("model directory does not exist", path=path,
+                         fix="check encoder.model (a local directory, or a hub id like "
+                             "zhihan1996/DNA_bert_6 that is in the local Hugging Face cache)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, revision=revision, local_files_only=True))
+    except Exception:
+        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        raise InputError(
+            f"model directory does not exist, and no hub model {model!r} is in the local Hugging Face "
+            f"cache ({cache}); this workflow never downloads weights at run time", path=model,
+            fix=f"set encoder.model to a local directory written by save_pretrained, or fetch the hub "
+                f"model beforehand on a machine with network: `hf download {model}` (same HF_HOME)") from None
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"is not valid JSON ({err})", path=path,
+                         fix="restore the file from the model's original folder") from None
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model's files, read without importing torch or transformers (cheap enough
+    for every DAG build and every cluster job)."""
+
+    model: str  # as configured: local path or hub id
+    path: Path
+    revision: str | None = None
+
+    @classmethod
+    def open(cls, model: str, revision: str | None = None) -> "ModelFolder":
+        return cls(model, resolve(model, revision), revision)
+
+    @cached_property
+    def config(self) -> dict:
+        return _read_json(self.path / "config.json")
+
+    @cached_property
+    def tokenizer_config(self) -> dict:
+        return _read_json(self.path / "tokenizer_config.json")
+
+    @cached_property
+    def special_tokens_map(self) -> dict:
+        return _read_json(self.path / "special_tokens_map.json")
+
+    @cached_property
+    def tokenizer_json(self) -> dict:
+        return _read_json(self.path / "tokenizer.json")
+
+    @cached_property
+    def vocab_lines(self) -> list[str] | None:
+        vocab = self.path / "vocab.txt"
+        return vocab.read_text().splitlines() if vocab.exists() else None
+
+    def special_token(self, role: str, default: str | None) -> str | None:
+        """The configured text of a special token (`cls_token`, `eos_token`, ...); an explicit
+        null in the tokenizer files means the tokenizer has none."""
+        for source in (self.tokenizer_config, self.special_tokens_map):
+            if role in source:
+                value = source[role]
+                return value.get("content") if isinstance(value, dict) else value
+        return default
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type", ""))
+
+    @property
+    def hidden_size(self) -> int | None:
+        for key in ("hidden_size", "d_model", "n_embd", "dim"):
+            if isinstance(self.config.get(key), int):
+                return int(self.config[key])
+        return None
+
+    @property
+    def positions(self) -> int | None:
+        """Tokens one model pass can hold (specials included); None when the config sets no limit."""
+        for key in _POSITION_KEYS:
+            value = self.config.get(key)
+            if isinstance(value, int) and value > 0:
+                if self.model_type in _PADDING_OFFSET_TYPES and key == "max_position_embeddings":
+                    value -= int(self.config.get("pad_token_id", 1)) + 1
+                return value
+        return None
+
+    @property
+    def remote_code(self) -> dict[str, str]:
+        """Classes the folder ships code for (`auto_map` of config.json and tokenizer_config.json)."""
+        found = {}
+        for source in (self.config, self.tokenizer_config):
+            auto_map = source.get("auto_map") or {}
+            for key, value in auto_map.items():
+                found[key] = value if isinstance(value, str) else ", ".join(v for v in value if v)
+        return found
+
+    def tokenizer_files(self) -> list[Path]:
+        return sorted(self.path / name for name in TOKENIZER_FILES if (self.path / name).exists())
+
+    def tracked_files(self) -> list[Path]:
+        """Files whose change changes the embeddings: config, tokenizer, weights, shipped code."""
+        names = {"config.json", *TOKENIZER_FILES}
+        return sorted(p for p in self.path.iterdir()
+                      if p.is_file() and (p.name in names or p.suffix in WEIGHT_SUFFIXES or p.suffix == ".py"))
+
+    @cached_property
+    def tokenizer_sha256(self) -> str:
+        return _sha256_files(self.tokenizer_files())
+
+    def weights_sha256(self) -> str:
+        """A content hash of config and weights (reads every weight byte: call it in jobs, not per DAG)."""
+        return _sha256_files(sorted(p for p in self.path.iterdir()
+                                    if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES))
+
+
+@dataclass
+class Ragged:
+    """Token ids of many sequences, concatenated: sequence i is ids[offsets[i]:offsets[i+1]]."""
+
+    ids: np.ndarray  # (total,) int64
+    offsets: np.ndarray  # (n + 1,) int64
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    @classmethod
+    def from_lists(cls, rows) -> "Ragged":
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> "Ragged":
+        """Equal-length rows (n, width)."""
+        n, width = matrix.shape
+        return cls(np.ascontiguousarray(matrix, dtype=np.int64).reshape(-1),
+                   np.arange(n + 1, dtype=np.int64) * width)
+
+
+@dataclass
+class TokenBatch:
+    """What a model pass takes, right-padded:
+    input_ids       (batch, tokens) int64
+    attention_mask  (batch, tokens) int64, 1 = a real token (special or content)
+    content_mask    (batch, tokens) bool, True = a token of the sequence itself
+    summary_index   (batch,) int64, the position whose state is the window's summary
+                    vector ([CLS] where the tokenizer adds one, else the last real token)
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    content_mask: np.ndarray
+    summary_index: np.ndarray
+
+    @property
+    def padded(self) -> bool:
+        return bool((self.attention_mask == 0).any())
+
+
+class WindowTokenizer:
+    """Window strings -> token ids, the way the model folder's own tokenizer does it.
+
+    A family implements `content()`; prefix/suffix are the special ids the folder's
+    tokenizer puts around every sequence (read from it, never assumed).
+    """
+
+    name: str  # e.g. "dnabert-6mer", recorded in provenance
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    pad_id: int = 0
+    mask_id: int | None = None
+    vocab_size: int = 0
+    # Bases a token shares with its neighbours (k - 1 for overlapping k-mers): masked
+    # pretraining hides that many neighbours too, so they cannot give a token away.
+    overlap: int = 0
+
+    def content(self, sequences: list[str]) -> Ragged:
+        raise NotImplementedError
+
+    @property
+    def n_specials(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+    def assemble(self, rows: list[np.ndarray]) -> TokenBatch:
+        """Put the specials around content rows and right-pad them into one batch."""
+        n_pre, n_suf = len(self.prefix), len(self.suffix)
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        total = lengths + n_pre + n_suf
+        width = int(total.max()) if len(rows) else 0
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        content = np.zeros((len(rows), width), dtype=bool)
+        attention = np.arange(width)[None, :] < total[:, None]
+        for i, row in enumerate(rows):
+            ids[i, :n_pre] = self.prefix
+            ids[i, n_pre : n_pre + len(row)] = row
+            ids[i, n_pre + len(row) : total[i]] = self.suffix
+            content[i, n_pre : n_pre + len(row)] = True
+        summary = np.zeros(len(rows), dtype=np.int64) if n_pre else np.maximum(total - 1, 0)
+        return TokenBatch(ids, attention.astype(np.int64), content, summary)
+
+    def encode(self, sequences: list[str]) -> TokenBatch:
+        """input_ids, attention_mask, content_mask (and the summary position) of each sequence."""
+        ragged = self.content(sequences)
+        return self.assemble([ragged.row(i) for i in range(len(ragged))])
+
+
+class Family:
+    """One family of DNA language models: how to recognise its folder, how much
+    sequence fits one pass, and its tokenizer. Subclasses live one per module."""
+
+    name: ClassVar[str]
+    # What users know the family by, for messages and the README table.
+    examples: ClassVar[str] = ""
+
+    def __init__(self, folder: ModelFolder):
+        self.folder = folder
+
+    @classmethod
+    def detect(cls, folder: ModelFolder) -> bool:
+        raise NotImplementedError
+
+    # --- offline facts (no torch, no transformers) ---------------------------------
+    def n_specials(self) -> int:
+        """Special tokens around each sequence, as far as the folder's files tell."""
+        return 2
+
+    @property
+    def tokenizer_name(self) -> str:
+        raise NotImplementedError
+
+    def capacity(self) -> int | None:
+        """Content tokens one model pass holds; None without a limit."""
+        positions = self.folder.positions
+        return None if positions is None else positions - self.n_specials()
+
+    def window_limits(self) -> tuple[int | None, int | None]:
+        """(always_fits, can_fit): a window up to `always_fits` bp is one model pass
+        whatever its bases; one longer than `can_fit` bp never is. Between the two the
+        bases decide (N runs, byte-pair pieces): such windows are embedded in several
+        passes. Families with one token count per length give the same number twice."""
+        raise NotImplementedError
+
+    # --- runtime -------------------------------------------------------------------
+    def tokenizer(self, trust_remote_code: bool = False) -> WindowTokenizer:
+        raise NotImplementedError
+
+
+def probe_template(hf_tokenizer, probe: str = "ACGTACGTACGTACGTACGTACGT") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The special ids a Hugging Face tokenizer puts before and after a sequence.
+
+    Read from the tokenizer itself (with and without special tokens) rather than
+    assumed: DNABERT adds [CLS] ... [SEP], an ESM tokenizer <cls> and maybe <eos>,
+    per-base tokenizers sometimes only a trailing [SEP].
+    """
+    full = list(hf_tokenizer(probe, add_special_tokens=True)["input_ids"])
+    body = list(hf_tokenizer(probe, add_special_tokens=False)["input_ids"])
+    for start in range(len(full) - len(body) + 1):
+        if full[start : start + len(body)] == body:
+            return tuple(full[:start]), tuple(full[start + len(body):])
+    raise RuntimeError(f"cannot find the sequence's tokens {body} inside {full}")
+
+
+def load_hf_tokenizer(folder: ModelFolder, trust_remote_code: bool):
+    """The folder's own tokenizer through AutoTokenizer, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(folder.path, trust_remote_code=trust_remote_code)
+    except Exception as err:  # the folder's tokenizer is unusable: say which and why
+        raise InputError(f"the model's tokenizer does not load ({type(err).__name__}: {err})", path=folder.path,
+                         fix="check the tokenizer files (tokenizer.json / vocab.txt / tokenizer_config.json); "
+                             "if the folder ships its own tokenizer code, set encoder.trust_remote_code: true"
+                         ) from None
+
+
+def upper(sequences: list[str]) -> list[str]:
+    """Windows reach the encoder upper-cased (soft-masked bases read as bases)."""
+    return [s.upper() for s in sequences]

@@ -1,0 +1,160 @@
+"""DNABERT-k (k = 3..6): overlapping k-mers, one token per position.
+
+A window of L bp gives L-k+1 k-mer tokens between the tokenizer's specials
+([CLS] ... [SEP]); a k-mer holding N (or any byte but A/C/G/T) is [UNK]. The
+Hugging Face tokenizer wants the k-mers spelled out and space-joined, which is
+about 100x slower than the integer path here: base codes, a sliding base-4
+number per k-mer, and a lookup table built from the folder's own vocab.txt
+(so the ids follow the folder's order, whatever it is).
+
+DNABERT's published tokenizer_config says do_lower_case=true, which makes every
+k-mer [UNK] in Hugging Face's tokenizer; the integer path never lower-cases.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import InputError
+from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+KMER_SIZES = range(3, 7)
+BASE_ORDER = "ATCG"  # DNABERT's own vocab order (itertools.product), used when building vocabs
+
+# Byte -> base code A=0 C=1 G=2 T=3, 4 for anything else (upper and lower case).
+_CODE = np.full(256, 4, dtype=np.int64)
+for _i, _b in enumerate("ACGT"):
+    _CODE[ord(_b)] = _i
+    _CODE[ord(_b.lower())] = _i
+
+
+def kmer_vocab(k: int) -> list[str]:
+    """DNABERT-k's vocab.txt, line by line: the specials, then k-mers in ATCG product order."""
+    return SPECIAL_TOKENS + ["".join(p) for p in itertools.product(BASE_ORDER, repeat=k)]
+
+
+def _kmer_index(kmer: str) -> int:
+    index = 0
+    for base in kmer:
+        index = index * 4 + int(_CODE[ord(base)])
+    return index
+
+
+def vocab_k(vocab: list[str]) -> int | None:
+    """k when `vocab` is a complete DNABERT-style k-mer vocabulary (any order), else None."""
+    kmers = [t for t in vocab if t not in SPECIAL_TOKENS]
+    if not kmers or any(t not in vocab for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]")):
+        return None
+    k = len(kmers[0])
+    if k not in KMER_SIZES or len(kmers) != 4**k or len(set(kmers)) != len(kmers):
+        return None
+    if any(len(t) != k or set(t) - set("ACGT") for t in kmers):
+        return None
+    return k
+
+
+class KmerTokenizer(WindowTokenizer):
+    def __init__(self, vocab: list[str], prefix: tuple[int, ...], suffix: tuple[int, ...]):
+        k = vocab_k(vocab)
+        assert k is not None
+        self.k = k
+        self.name = f"dnabert-{k}mer"
+        ids = {token: i for i, token in enumerate(vocab)}
+        self.table = np.empty(4**k, dtype=np.int64)  # base-4 k-mer number -> the folder's id
+        for token, i in ids.items():
+            if token not in SPECIAL_TOKENS:
+                self.table[_kmer_index(token)] = i
+        self.unk_id, self.pad_id, self.mask_id = ids["[UNK]"], ids["[PAD]"], ids.get("[MASK]")
+        self.prefix, self.suffix = prefix, suffix
+        self.vocab_size = len(vocab)
+        self.overlap = k - 1
+        self._weights = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
+
+    def _ids(self, codes: np.ndarray) -> np.ndarray:
+        """(..., L) base codes -> (..., L-k+1) ids."""
+        windows = sliding_window_view(codes, self.k, axis=-1)  # (..., L-k+1, k)
+        ids = self.table[np.minimum(windows, 3) @ self._weights]
+        ids[(windows == 4).any(axis=-1)] = self.unk_id
+        return ids
+
+    def content(self, sequences: list[str]) -> Ragged:
+        lengths = {len(s) for s in sequences}
+        if len(lengths) == 1 and lengths.pop() >= self.k:
+            # The usual case, equal-length windows: one vectorised pass, (n, L) -> (n, L-k+1).
+            raw = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
+            return Ragged.from_matrix(self._ids(_CODE[raw].reshape(len(sequences), -1)))
+        rows = []
+        for seq in sequences:
+            codes = _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            rows.append(self._ids(codes) if len(codes) >= self.k else np.zeros(0, dtype=np.int64))
+        lengths_arr = np.array([len(r) for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths_arr)])
+        return Ragged(np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64), offsets)
+
+
+class Dnabert(Family):
+    name = "dnabert"
+    examples = "zhihan1996/DNA_bert_3 ... DNA_bert_6"
+
+    def __init__(self, folder: ModelFolder):
+        super().__init__(folder)
+        vocab = folder.vocab_lines
+        self.k = vocab_k(vocab) if vocab else None
+        if self.k is None:
+            raise InputError(
+                f"vocab.txt is not a DNABERT k-mer vocabulary ({', '.join(SPECIAL_TOKENS)} and all 4^k "
+                "k-mers of one k in 3..6)", path=folder.path / "vocab.txt",
+                fix="use a DNABERT-k checkpoint, or set encoder.family to the model's family (or auto)")
+
+    @classmethod
+    def detect(cls, folder: ModelFolder) -> bool:
+        return folder.vocab_lines is not None and vocab_k(folder.vocab_lines) is not None
+
+    @property
+    def tokenizer_name(self) -> str:
+        return f"dnabert-{self.k}mer"
+
+    def window_limits(self):
+        capacity = self.capacity()
+        if capacity is None:
+            return None, None
+        most = capacity + self.k - 1  # L - k + 1 k-mers
+        return most, most
+
+    def tokenizer(self, trust_remote_code: bool = False) -> KmerTokenizer:
+        vocab = self.folder.vocab_lines
+        ids = {t: i for i, t in enumerate(vocab)}
+        try:
+            hf = load_hf_tokenizer(self.folder, trust_remote_code)
+            prefix, suffix = probe_template(hf, "A" * self.k)
+        except InputError:
+            # A bare DNABERT folder (vocab.txt and weights): BERT's own template.
+            prefix, suffix = (ids["[CLS]"],), (ids["[SEP]"],)
+        return KmerTokenizer(vocab, prefix, suffix)
+
+
+def build_tiny(out_dir, *, k: int = 6, hidden: int = 128, layers: int = 2, heads: int = 4,
+               positions: int = 512, seed: int = 0):
+    """A small random BERT with DNABERT-k's real vocabulary, saved like a hub checkpoint."""
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    from .tiny import save_tiny
+
+    vocab = kmer_vocab(k)
+
+    def tokenizer(folder):
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        # Positional vocab path: as a keyword, transformers 5 silently builds a 5-token vocab.
+        tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=False)
+        assert len(tok) == len(vocab), f"tokenizer has {len(tok)} tokens, expected {len(vocab)}"
+        return tok
+
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * hidden,
+                        max_position_embeddings=positions, type_vocab_size=2)
+    return save_tiny(out_dir, "dnabert", lambda: BertForMaskedLM(config), tokenizer, seed,
+                     {"k": k, "hidden": hidden, "layers": layers, "heads": heads})

@@ -1,0 +1,216 @@
+"""Any other tokenizer the model folder's AutoTokenizer loads: byte-pair (DNABERT-2,
+GENA-LM, GROVER) and one token per base (HyenaDNA, Caduceus).
+
+Ids come from the folder's own tokenizer, through its fast (Rust) batch path
+when it has one. A per-base vocabulary gets an integer lookup instead, used
+only after it was checked to give the tokenizer's very ids on a probe of every
+letter class (bases, N, IUPAC codes).
+
+Byte-pair token counts depend on the bases, so how much sequence fits one
+model pass does too: `window_limits` gives the guaranteed length (one base a
+token) and the longest that can ever fit (the longest token everywhere).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+
+# Every letter class a window can hold after make_windows (bases, N) and what a
+# caller could pass (IUPAC codes): a per-base lookup must agree on all of them.
+_PROBE = "ACGTNRYKMSWBDHVACGGTTAACCNNA"
+
+
+def _vocab_tokens(folder: ModelFolder) -> list[str]:
+    """The tokenizer's vocabulary as far as its files tell (without loading it)."""
+    model = folder.tokenizer_json.get("model", {})
+    vocab = model.get("vocab")
+    if isinstance(vocab, dict):
+        return list(vocab)
+    if isinstance(vocab, list):  # Unigram: [token, score] pairs
+        return [item[0] for item in vocab if item]
+    if folder.vocab_lines is not None:
+        return folder.vocab_lines
+    return []
+
+
+def _special_texts(folder: ModelFolder) -> set[str]:
+    added = folder.tokenizer_json.get("added_tokens") or []
+    texts = {t.get("content") for t in added if t.get("special")}
+    for role in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token"):
+        value = folder.special_token(role, None)
+        if value:
+            texts.add(value)
+    return {t for t in texts if t}
+
+
+def _dna_tokens(folder: ModelFolder) -> list[str]:
+    specials = _special_texts(folder)
+    return [t.removeprefix("##") for t in _vocab_tokens(folder)
+            if t not in specials and not (t.startswith("[") and t.endswith("]"))
+            and not (t.startswith("<") and t.endswith(">"))]
+
+
+class AutoTokenizerWindows(WindowTokenizer):
+    """The folder's tokenizer in batch, or a checked per-base lookup."""
+
+    def __init__(self, hf, name: str, per_base: bool):
+        self.hf = hf
+        self.name = name
+        self.prefix, self.suffix = probe_template(hf)
+        self.pad_id = hf.pad_token_id if hf.pad_token_id is not None else 0
+        self.mask_id = hf.mask_token_id
+        self.vocab_size = len(hf)
+        self._backend = getattr(hf, "backend_tokenizer", None) if getattr(hf, "is_fast", False) else None
+        self.table = self._per_base_table() if per_base else None
+
+    def _per_base_table(self) -> np.ndarray | None:
+        """Byte -> id, when it reproduces the tokenizer letter for letter; else None."""
+        expected = self._tokenizer_ids([_PROBE])[0]
+        if len(expected) != len(_PROBE):
+            return None
+        table = np.full(256, -1, dtype=np.int64)
+        for letter, token_id in zip(_PROBE, expected):
+            if table[ord(letter)] not in (-1, token_id):
+                return None
+            table[ord(letter)] = token_id
+        unk = self.hf.unk_token_id
+        table[table < 0] = unk if unk is not None else self.pad_id
+        return table
+
+    def _tokenizer_ids(self, sequences: list[str]) -> list[list[int]]:
+        if self._backend is not None:
+            return [e.ids for e in self._backend.encode_batch(sequences, add_special_tokens=False)]
+        return self.hf(sequences, add_special_tokens=False)["input_ids"]
+
+    def content(self, sequences: list[str]) -> Ragged:
+        sequences = [s.upper() for s in sequences]
+        if self.table is not None:
+            joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
+            offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+            np.cumsum([len(s) for s in sequences], out=offsets[1:])
+            return Ragged(self.table[joined], offsets)
+        return Ragged.from_lists(self._tokenizer_ids(sequences))
+
+
+class HfTokenizer(Family):
+    name = "hf_tokenizer"
+    examples = ("byte-pair: zhihan1996/DNABERT-2-117M, AIRI-Institute/gena-lm-bert-base-t2t, "
+                "PoetschLab/GROVER; per-base: LongSafari/hyenadna-*-hf, kuleshov-group/caduceus-*")
+
+    def __init__(self, folder: ModelFolder):
+        super().__init__(folder)
+        if not self.detect(folder):
+            raise InputError("has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt/json)",
+                             path=folder.path, fix="save the tokenizer into the model folder "
+                                                   "(tokenizer.save_pretrained(folder))")
+        tokens = _dna_tokens(folder)
+        self.per_base = bool(tokens) and all(len(t) == 1 for t in tokens)
+        self.longest_token = max((len(t) for t in tokens), default=0)
+
+    @classmethod
+    def detect(cls, folder: ModelFolder) -> bool:
+        names = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
+        return any((folder.path / n).exists() for n in names)
+
+    def n_specials(self) -> int:
+        post = self.folder.tokenizer_json.get("post_processor") or {}
+        if post.get("type") == "TemplateProcessing":
+            return sum(1 for piece in post.get("single", []) if "SpecialToken" in piece)
+        if post.get("type") in ("BertProcessing", "RobertaProcessing"):
+            return 2
+        return 2  # not known from the files: BERT's two, checked again against the loaded tokenizer
+
+    @property
+    def tokenizer_name(self) -> str:
+        return "per-base" if self.per_base else "byte-pair"
+
+    def window_limits(self):
+        capacity = self.capacity()
+        if capacity is None:
+            return None, None
+        if self.per_base:
+            return capacity, capacity
+        return capacity, capacity * self.longest_token if self.longest_token else None
+
+    def tokenizer(self, trust_remote_code: bool = False) -> AutoTokenizerWindows:
+        hf = load_hf_tokenizer(self.folder, trust_remote_code)
+        return AutoTokenizerWindows(hf, self.tokenizer_name, self.per_base)
+
+
+def _fast(tokenizer):
+    """A `tokenizers` tokenizer as a transformers tokenizer (saved as tokenizer.json + config)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def _bert(vocab_size: int, hidden: int, layers: int, heads: int, positions: int, pad_id: int):
+    from transformers import BertConfig, BertForMaskedLM
+
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * hidden,
+                        max_position_embeddings=positions, type_vocab_size=2, pad_token_id=pad_id)
+    return lambda: BertForMaskedLM(config)
+
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_bpe(out_dir, *, train_fasta: str, vocab_size: int = 512, hidden: int = 128, layers: int = 2,
+                   heads: int = 4, positions: int = 512, seed: int = 0, max_bases: int = 2_000_000):
+    """A small random BERT with a byte-pair tokenizer trained (with `tokenizers`) on a real genome."""
+    import pysam
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    from .tiny import save_tiny
+
+    def chunks():
+        seen = 0
+        with pysam.FastxFile(str(train_fasta)) as records:
+            for record in records:
+                seq = record.sequence.upper()
+                for lo in range(0, len(seq), 1000):  # 1-kb "sentences", as DNABERT-2 trained on reads
+                    yield seq[lo : lo + 1000]
+                    seen += 1000
+                    if seen >= max_bases:
+                        return
+
+    def tokenizer(folder):
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=list("ACGTN"),
+                                      show_progress=False)
+        tok.train_from_iterator(chunks(), trainer)
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        return _fast(tok)
+
+    return save_tiny(out_dir, "hf_tokenizer", _bert(vocab_size, hidden, layers, heads, positions, 0), tokenizer,
+                     seed, {"tokenizer": "byte-pair", "trained_on": str(train_fasta), "vocab_size": vocab_size,
+                            "hidden": hidden, "layers": layers, "heads": heads})
+
+
+def build_tiny_per_base(out_dir, *, hidden: int = 128, layers: int = 2, heads: int = 4, positions: int = 512,
+                        seed: int = 0):
+    """A small random BERT with one token per base. Like HyenaDNA's tokenizer it puts no
+    token before the sequence and [SEP] after it, so no [CLS] can be assumed."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+
+    from .tiny import save_tiny
+
+    vocab = {token: i for i, token in enumerate(SPECIALS + list("ACGTN"))}
+
+    def tokenizer(folder):
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        tok.post_processor = processors.TemplateProcessing(single="$A [SEP]", pair="$A [SEP] $B:1 [SEP]:1",
+                                                           special_tokens=[("[SEP]", vocab["[SEP]"])])
+        return _fast(tok)
+
+    return save_tiny(out_dir, "hf_tokenizer", _bert(len(vocab), hidden, layers, heads, positions, 0), tokenizer,
+                     seed, {"tokenizer": "per-base", "hidden": hidden, "layers": layers, "heads": heads})

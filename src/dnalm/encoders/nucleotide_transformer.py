@@ -1,0 +1,180 @@
+"""Nucleotide Transformer style (NT v1/v2, AgroNT, ...): non-overlapping 6-mers.
+
+The folder's EsmTokenizer splits a sequence greedily with a trie over its whole
+vocabulary, longest match first. For windows of A/C/G/T/N that means: every
+maximal run of A/C/G/T of m bases gives m // k k-mers then m % k single-base
+tokens; N (and any other letter with its own token) is one token; a stretch of
+letters with no token at all is one <unk>. The integer path below reproduces
+exactly that (tests/test_encoders.py checks it against EsmTokenizer on real
+windows), about two orders of magnitude faster than the trie.
+
+NT v1 checkpoints are stock `EsmForMaskedLM` and load natively; NT v2 ships its
+own model code (config.json `auto_map`) and loads only with trust_remote_code.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+
+_CODE = np.full(256, 4, dtype=np.int64)  # A=0 C=1 G=2 T=3, 4 = not a base
+for _i, _b in enumerate("ACGT"):
+    _CODE[ord(_b)] = _i
+
+
+def _is_special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("<") and token.endswith(">")
+
+
+def vocab_layout(vocab: list[str]) -> tuple[int, dict[str, int], dict[str, int]] | None:
+    """(k, k-mer -> id, single letter -> id) for an NT-style vocab (every k-mer of one k,
+    and single-letter tokens for at least A, C, G, T), else None."""
+    ids = {t: i for i, t in enumerate(vocab)}
+    words = [t for t in vocab if not _is_special(t)]
+    singles = {t: ids[t] for t in words if len(t) == 1}
+    kmers = {t: ids[t] for t in words if len(t) > 1}
+    lengths = {len(t) for t in kmers}
+    if len(lengths) != 1 or "<cls>" not in ids or "<pad>" not in ids:
+        return None
+    k = lengths.pop()
+    if len(kmers) != 4**k or any(set(t) - set("ACGT") for t in kmers) or set("ACGT") - set(singles):
+        return None
+    return k, kmers, singles
+
+
+class NonOverlappingKmerTokenizer(WindowTokenizer):
+    def __init__(self, vocab: list[str], prefix: tuple[int, ...], suffix: tuple[int, ...], unk_token: str = "<unk>"):
+        layout = vocab_layout(vocab)
+        assert layout is not None
+        self.k, kmers, singles = layout
+        ids = {t: i for i, t in enumerate(vocab)}
+        self.name = f"nt-{self.k}mer"
+        self.table = np.empty(4**self.k, dtype=np.int64)  # base-4 k-mer number -> the folder's id
+        for token, i in kmers.items():
+            index = 0
+            for base in token:
+                index = index * 4 + int(_CODE[ord(base)])
+            self.table[index] = i
+        # Byte -> its single-letter token, -1 where the vocab has none (an unmatched letter).
+        self.single = np.full(256, -1, dtype=np.int64)
+        for letter, i in singles.items():
+            self.single[ord(letter)] = i
+        self.unk_id = ids[unk_token] if unk_token in ids else ids["<unk>"]
+        self.pad_id, self.mask_id = ids["<pad>"], ids.get("<mask>")
+        self.prefix, self.suffix = prefix, suffix
+        self.vocab_size = len(vocab)
+        self._weights = 4 ** np.arange(self.k - 1, -1, -1, dtype=np.int64)
+
+    def _bases(self, codes: np.ndarray) -> np.ndarray:
+        """Ids of a run of A/C/G/T codes: its k-mers, then the leftover single bases."""
+        q = len(codes) // self.k
+        kmers = self.table[codes[: q * self.k].reshape(q, self.k) @ self._weights]
+        return np.concatenate([kmers, self.single[np.frombuffer(b"ACGT", np.uint8)[codes[q * self.k:]]]])
+
+    def _window(self, raw: bytes) -> np.ndarray:
+        data = np.frombuffer(raw, dtype=np.uint8)
+        codes = _CODE[data]
+        is_base = codes < 4
+        cuts = np.flatnonzero(np.diff(is_base.astype(np.int8))) + 1
+        out = []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(codes)]):
+            if lo == hi:
+                continue
+            if is_base[lo]:
+                out.append(self._bases(codes[lo:hi]))
+                continue
+            letters = self.single[data[lo:hi]]
+            unmatched = letters < 0
+            # A stretch of letters without a token is one <unk>, as the trie leaves it in one piece.
+            keep = ~unmatched | np.r_[True, ~unmatched[:-1]]
+            letters = np.where(unmatched, self.unk_id, letters)
+            out.append(letters[keep])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def content(self, sequences: list[str]) -> Ragged:
+        lengths = {len(s) for s in sequences}
+        if len(lengths) == 1:
+            joined = "".join(sequences).encode("ascii")
+            codes = _CODE[np.frombuffer(joined, dtype=np.uint8)].reshape(len(sequences), -1)
+            if (codes < 4).all():
+                # The usual case: equal-length windows of A/C/G/T only, one vectorised pass.
+                length = codes.shape[1]
+                q = length // self.k
+                kmers = self.table[codes[:, : q * self.k].reshape(len(sequences), q, self.k) @ self._weights]
+                rest = self.single[np.frombuffer(b"ACGT", np.uint8)[codes[:, q * self.k:]]]
+                return Ragged.from_matrix(np.concatenate([kmers, rest], axis=1))
+        return Ragged.from_lists([self._window(s.encode("ascii")) for s in sequences])
+
+
+class NucleotideTransformer(Family):
+    name = "nucleotide_transformer"
+    examples = "InstaDeepAI/nucleotide-transformer-500m-human-ref (v1), -v2-*-multi-species, agro-nucleotide-transformer-1b"
+
+    def __init__(self, folder: ModelFolder):
+        super().__init__(folder)
+        layout = vocab_layout(folder.vocab_lines) if folder.vocab_lines else None
+        if layout is None:
+            raise InputError(
+                "vocab.txt is not a Nucleotide Transformer vocabulary (<cls>, <pad>, ... , all 4^k k-mers of "
+                "one k and single-letter tokens)", path=folder.path / "vocab.txt",
+                fix="use an NT-style checkpoint, or set encoder.family to the model's family (or auto)")
+        self.k = layout[0]
+
+    @classmethod
+    def detect(cls, folder: ModelFolder) -> bool:
+        return folder.vocab_lines is not None and vocab_layout(folder.vocab_lines) is not None
+
+    def n_specials(self) -> int:
+        eos = self.folder.special_token("eos_token", "<eos>")
+        return 1 + int(eos is not None and eos in (self.folder.vocab_lines or []))
+
+    @property
+    def tokenizer_name(self) -> str:
+        return f"nt-{self.k}mer"
+
+    def window_limits(self):
+        capacity = self.capacity()
+        if capacity is None:
+            return None, None
+        # Pure A/C/G/T: k bases a token. Worst case (N every few bases): one base a token.
+        return capacity, capacity * self.k
+
+    def tokenizer(self, trust_remote_code: bool = False) -> NonOverlappingKmerTokenizer:
+        hf = load_hf_tokenizer(self.folder, trust_remote_code)
+        prefix, suffix = probe_template(hf, "A" * (2 * self.k))
+        return NonOverlappingKmerTokenizer(self.folder.vocab_lines, prefix, suffix,
+                                           unk_token=str(getattr(hf, "unk_token", "<unk>")))
+
+
+def nt_vocab(k: int = 6) -> list[str]:
+    """The NT v1/v2 vocabulary layout: specials, k-mers in ATCG product order, single letters."""
+    return (["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>"]
+            + ["".join(p) for p in itertools.product("ATCG", repeat=k)] + list("ATCGN"))
+
+
+def build_tiny(out_dir, *, k: int = 6, hidden: int = 128, layers: int = 2, heads: int = 4,
+               positions: int = 512, seed: int = 0):
+    """A small random ESM masked LM with an NT-style vocabulary and EsmTokenizer."""
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    from .tiny import save_tiny
+
+    vocab = nt_vocab(k)
+
+    def tokenizer(folder):
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        tok = EsmTokenizer(str(folder / "vocab.txt"))
+        assert len(tok) == len(vocab)
+        return tok
+
+    config = EsmConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                       num_attention_heads=heads, intermediate_size=4 * hidden,
+                       max_position_embeddings=positions + 2,  # positions start after the pad id (1)
+                       pad_token_id=1, mask_token_id=2, position_embedding_type="absolute",
+                       token_dropout=False, emb_layer_norm_before=False)
+    return save_tiny(out_dir, "nucleotide_transformer", lambda: EsmForMaskedLM(config), tokenizer, seed,
+                     {"k": k, "hidden": hidden, "layers": layers, "heads": heads})
