@@ -118,7 +118,9 @@ try:
         ENCODER_DIR = ENC["model"]
         # Local files are inputs, so replacing the weights or tokenizer re-runs the embeddings.
         ENCODER_FILES = (
-            [str(p) for p in _family.folder.tracked_files()] if is_local(ENCODER_DIR) else []
+            [str(p) for p in _family.folder.tracked_files()]
+            if is_local(ENCODER_DIR)
+            else []
         )
         STATIC_IDENTITY = {
             "family": _family.name,
@@ -154,7 +156,9 @@ if PRETRAINED_HEAD:
             "classify.pretrained_head to a results/heads/<kind> folder of a labelled run."
         )
     # Checked here, not after every embedding job: the head must read vectors like the ones it was trained on.
-    _trained = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text()).get("encoder", {})
+    _trained = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text()).get(
+        "encoder", {}
+    )
     for _key, _was, _now in identity_mismatches(_trained, STATIC_IDENTITY)[:1]:
         raise WorkflowError(
             f"{PRETRAINED_HEAD}/head.json: the head was trained on embeddings with {_key}={_was!r}, but this "

@@ -1,9 +1,11 @@
 """Rule build_tiny_encoder: the demo's small random encoder of the configured family."""
 
 from dnalm.encoders import build_tiny_encoder
+from dnalm.compute import limit_torch_threads
 from dnalm.workflow import step
 
-with step(snakemake, torch=True):
+with step(snakemake):
+    print(limit_torch_threads(snakemake.threads))
     shape = snakemake.params.shape
     build_tiny_encoder(snakemake.output[0], shape["family"], kmer=shape["kmer"], hidden=shape["hidden"],
                        layers=shape["layers"], heads=shape["attention_heads"], seed=shape["seed"],

@@ -3,7 +3,7 @@
 from dnalm.classify import classify
 from dnalm.workflow import step
 
-with step(snakemake, torch=True):
+with step(snakemake):
     import torch
 
     torch.set_num_threads(snakemake.threads)

@@ -100,3 +100,19 @@ def trained_bed_run(tmp_path_factory):
     cfg = wd.write_config("bed.yaml", {"input": {"mode": "bed", "bed": "regions.bed"}})
     run = wd.snakemake(configs=[cfg])
     return wd, cfg, run
+
+
+TINY_SHAPE = {"hidden": 32, "layers": 1, "heads": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """One small random model of each family, saved with save_pretrained as a hub checkpoint
+    would be: DNABERT-6 (BERT), NT-style (ESM + EsmTokenizer), byte-pair (BERT + a BPE
+    tokenizer trained on the bundled lambda genome), per-base (BERT, no [CLS])."""
+    from dnalm.encoders import build_tiny_encoder
+
+    root = tmp_path_factory.mktemp("models")
+    lambda_fa = REPO / "data" / "lambda_phage_NC_001416.1.fa.gz"
+    return {family: build_tiny_encoder(root / family, family, train_fasta=str(lambda_fa), **TINY_SHAPE)
+            for family in ("dnabert", "nucleotide_transformer", "bpe", "per_base")}

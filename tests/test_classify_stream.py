@@ -40,11 +40,11 @@ def test_streamed_probabilities_equal_in_memory(trained_bed_run):
         np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_windows_shorter_than_k_are_not_usable():
-    """A window of fewer than k bases has no k-mer: it must not produce a call."""
+def test_windows_without_sequence_tokens_are_not_usable():
+    """A window that gave the encoder no sequence token (fewer than k bases) must not produce a call."""
     keys = pa.table({"seq_index": pa.array([0, 1, 1], pa.int64()), "start": pa.array([0, 0, 256], pa.int64()),
-                     "length": pa.array([3, 512, 300], pa.int32()),
+                     "length": pa.array([3, 512, 300], pa.int32()), "tokens": pa.array([0, 507, 295], pa.int32()),
                      "n_fraction": pa.array([0.0, 0.0, 0.9], pa.float32())})
-    data = WindowSets(keys, np.zeros((3, 4), np.float32), {"kmer": 6, "window_stride": 256}, 0.5)
+    data = WindowSets(keys, np.zeros((3, 4), np.float32), {"window_stride": 256}, 0.5)
     assert data.usable.tolist() == [False, True, False]
     assert data.has_usable().tolist() == [False, True]

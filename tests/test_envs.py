@@ -165,30 +165,49 @@ def test_env_pins_match_requirements(env):
 # ------------------------------------------------ imports vs env contents
 
 
-def imports_of(path: Path) -> tuple[set[str], set[str]]:
-    """(third-party top-level modules, dnalm submodules) imported anywhere in a file.
+def _module_file(parts: list[str]) -> Path | None:
+    """The file of dnalm module `parts` (relative to the package): x.py or x/__init__.py."""
+    base = PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_of(path: Path) -> tuple[set[str], set[Path]]:
+    """(third-party top-level modules, dnalm files) imported anywhere in a file.
 
     Function-level imports count too: `import torch` inside a function still runs in the
-    rule's env. Any dnalm import runs dnalm/__init__.py; `from dnalm import report` and
-    `from . import x` import a submodule where src/dnalm/<name>.py exists.
+    rule's env. Any dnalm import runs dnalm/__init__.py (and a subpackage's __init__);
+    `from dnalm import report` and `from . import x` import a submodule where it exists,
+    and relative imports resolve from the importing file's own package.
     """
-    third_party, internal = set(), {"__init__"}
+    third_party, internal = set(), {PACKAGE / "__init__.py"}
+    here = list(path.parent.relative_to(PACKAGE).parts) if path.is_relative_to(PACKAGE) else []
+
+    def add(parts: list[str], names: list[str]) -> None:
+        for depth in range(1, len(parts) + 1):  # every package on the way runs its __init__
+            if found := _module_file(parts[:depth]):
+                internal.add(found)
+        for name in names:
+            if found := _module_file([*parts, name]):
+                internal.add(found)
+
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name.split(".") for alias in node.names]
-            third_party |= {parts[0] for parts in names if parts[0] != "dnalm"}
-            internal |= {parts[1] for parts in names if parts[0] == "dnalm" and len(parts) > 1}
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "dnalm":
+                    add(parts[1:], [])
+                else:
+                    third_party.add(parts[0])
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".")
+            parts = (node.module or "").split(".") if node.module else []
             if node.level == 0 and parts[0] != "dnalm":
                 third_party.add(parts[0])
                 continue
-            if node.level == 0:
-                parts = parts[1:]  # dnalm.x.y -> x.y
-            if parts and parts[0]:
-                internal.add(parts[0])
-            else:  # from dnalm import x / from . import x
-                internal |= {alias.name for alias in node.names if (PACKAGE / f"{alias.name}.py").exists()}
+            base = parts[1:] if node.level == 0 else here[: len(here) - (node.level - 1)] + parts
+            add(base, [alias.name for alias in node.names])
     return third_party - set(sys.stdlib_module_names) - {"__future__"}, internal
 
 
@@ -204,7 +223,7 @@ def needed_modules(script: Path) -> dict[str, str]:
         third_party, internal = imports_of(path)
         for module in third_party:
             needed.setdefault(module, str(path.relative_to(REPO)))
-        todo += [PACKAGE / f"{name}.py" for name in internal]
+        todo += sorted(internal)
     return needed
 
 
@@ -226,7 +245,8 @@ def missing_from_env(needed: dict[str, str], env: Path) -> list[str]:
 def test_scan_finds_known_imports():
     """The import scan itself: it must see lazy imports and follow dnalm's own modules."""
     embed = needed_modules(REPO / "scripts" / "embed_shard.py")
-    assert {"torch", "transformers", "numpy", "pyarrow", "pysam", "tqdm"} <= set(embed)  # torch is lazy there
+    # torch is lazy there; tokenizers is reached through the encoders subpackage
+    assert {"torch", "transformers", "tokenizers", "numpy", "pyarrow", "pysam", "tqdm"} <= set(embed)
     windows = needed_modules(REPO / "scripts" / "make_windows.py")
     assert {"numpy", "pandas", "pyarrow", "pysam"} <= set(windows)
     assert "torch" not in windows  # the cpu env's rules never reach torch
@@ -247,7 +267,7 @@ def test_every_rule_env_holds_what_its_script_imports():
 
 def test_torch_env_holds_every_package_dependency():
     needed: dict[str, str] = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for module in imports_of(path)[0]:
             needed.setdefault(module, str(path.relative_to(REPO)))
     missing = missing_from_env(needed, REPO / "envs" / "torch.yaml")

@@ -12,7 +12,8 @@ from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE, HeadConfig, build_head, check
 
 DIM = 16
 KINDS = ["hierarchical", "mean"]
-ENCODER = {"model": "tiny", "model_sha256": "sha256:abc", "kmer": 6, "window_size": 512, "window_stride": 256}
+ENCODER = {"model": "tiny", "model_sha256": "sha256:abc", "family": "dnabert", "tokenizer": "dnabert-6mer",
+           "window_size": 512, "window_stride": 256, "strands": "single"}
 
 
 def _head(kind: str, seed: int = 0):
@@ -150,7 +151,7 @@ def test_check_compatible():
         check_compatible(config, DIM * 2, dict(ENCODER), "headdir")
     assert "headdir" in str(err.value) and str(DIM) in str(err.value) and "Fix:" in str(err.value)
     for key, value in [("model_sha256", "sha256:other"), ("window_size", 256), ("window_stride", 128),
-                       ("kmer", 5)]:
+                       ("tokenizer", "dnabert-5mer"), ("family", "nucleotide_transformer"), ("strands", "both")]:
         with pytest.raises(InputError) as err:
             check_compatible(config, DIM, {**ENCODER, key: value}, "headdir")
         assert key in str(err.value) and "Fix:" in str(err.value)

@@ -47,7 +47,7 @@ def test_encoder_reruns_embeddings_and_after(trained_bed_run):
 
 def test_batch_size_and_threads_rerun_nothing(trained_bed_run):
     wd, cfg, _ = trained_bed_run
-    run = wd.snakemake("-n", "--set-threads", "embed_shard=2", "--set-resources", "embed_shard:batch_size=3",
+    run = wd.snakemake("-n", "--set-threads", "embed_shard=2", "--set-resources", "embed_shard:tokens_per_batch=3000",
                        configs=[cfg])
     assert "Nothing to be done" in run.output
 

@@ -15,13 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 from dnalm.classify import classify, coverage_mean
-from dnalm.embed import embed_shard, embed_windows, read_embeddings
-from dnalm.encoder import EncoderSpec, build_tiny_encoder, load_encoder
+from dnalm.embed import embed_shard, read_embeddings
+from dnalm.encoders import EncoderSpec, build_tiny_encoder
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions, regions_to_arrow
 from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.tokenize import encode_batch
 from dnalm.train import TrainSettings, assign_splits, classification_metrics, train_head
 from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
 from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta
@@ -66,7 +65,7 @@ def world(tmp_path_factory):
     embeddings = []
     for shard in shards:
         out = tmp / "embeddings" / shard.name
-        embed_shard(str(shard), str(out), EncoderSpec(model=str(encoder_dir)), batch_size=32, device="cpu")
+        embed_shard(str(shard), str(out), EncoderSpec(model=str(encoder_dir)), device="cpu")
         embeddings.append(str(out))
     return SimpleNamespace(tmp=tmp, regions=regions, regions_path=str(regions_path), fasta=fasta,
                            encoder=encoder_dir, shards=shards, embeddings=embeddings, n_shards=n_shards,
@@ -94,27 +93,10 @@ def test_embedding_shards(world):
         windows = pq.read_table(shard, columns=["window_id"])["window_id"].to_pylist()
         assert pq.read_table(emb, columns=["window_id"])["window_id"].to_pylist() == windows
         prov = read_provenance(emb)
-        assert prov["stage"] == "embeddings" and prov["window_size"] == SIZE and prov["kmer"] == 6
+        assert prov["stage"] == "embeddings" and prov["window_size"] == SIZE and prov["tokenizer"] == "dnabert-6mer"
         assert prov["model_sha256"].startswith("sha256:") and prov["hidden_size"] == HIDDEN
     keys, matrix, _ = read_embeddings(world.embeddings, "cls")
     assert matrix.shape == (keys.num_rows, HIDDEN) and np.isfinite(matrix).all()
-
-
-def test_embed_windows_is_independent_of_batch_padding(world):
-    model, k, _ = load_encoder(EncoderSpec(model=str(world.encoder), precision="fp32"), SIZE, "cpu")
-    (seq,) = [s for name, s in read_records(world.fasta).items() if name != "gap_only"][:1]
-    seqs = [seq[:256], seq[300:380], seq[10:17], seq[500:756].lower()]
-    cls_b, mean_b = embed_windows(model, seqs, k, batch_size=4, device="cpu")
-    for i, s in enumerate(seqs):
-        cls_1, mean_1 = embed_windows(model, [s], k, batch_size=1, device="cpu")
-        assert np.allclose(cls_b[i], cls_1[0], atol=1e-4), i
-        assert np.allclose(mean_b[i], mean_1[0], atol=1e-4), i
-        # the mean is over the k-mer tokens only ([CLS] and [SEP] left out)
-        ids, _ = encode_batch([s], k)
-        with torch.inference_mode():
-            hidden = model(input_ids=torch.from_numpy(ids)).last_hidden_state[0].numpy()
-        assert np.allclose(cls_1[0], hidden[0], atol=1e-5)
-        assert np.allclose(mean_1[0], hidden[1:-1].mean(0), atol=1e-5)
 
 
 # ---------------------------------------------------------------- training

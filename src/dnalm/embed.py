@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .compute import pick_device
 from .encoders import Encoder, EncoderSpec
 from .engine import Embedder, EngineSettings
 from .errors import InputError
@@ -42,14 +43,6 @@ def embeddings_schema(hidden: int) -> pa.Schema:
             ("mean", vector),  # mean of the last hidden states over the content tokens
         ]
     )
-
-
-def pick_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: EngineSettings | None = None,

@@ -96,6 +96,7 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def content(self, sequences: list[str]) -> Ragged:
+        sequences = [s.upper() for s in sequences]  # soft-masked bases are bases
         lengths = {len(s) for s in sequences}
         if len(lengths) == 1:
             joined = "".join(sequences).encode("ascii")

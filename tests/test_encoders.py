@@ -1,0 +1,270 @@
+"""The encoder families: ids equal to each model folder's own Hugging Face tokenizer on
+real windows (soft-masked, N, IUPAC), family detection, and the offline checks that
+stop a wrong model before any job."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer, BertTokenizer
+
+from dnalm.encoders import (
+    Encoder,
+    EncoderSpec,
+    ModelFolder,
+    family_for,
+    preflight,
+    tiny_identity,
+    tiny_window_limits,
+)
+from dnalm.encoders.dnabert import KmerTokenizer, kmer_vocab, vocab_k
+from dnalm.errors import InputError
+from helpers_unit import PHIX, VOCAB6, read_records
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@pytest.fixture(scope="module")
+def phix() -> str:
+    (seq,) = read_records(PHIX).values()
+    assert len(seq) == 5386
+    return seq
+
+
+def dirty(seq: str) -> str:
+    """A real window with soft-masked stretches, N runs and IUPAC codes (upper and lower case)."""
+    s = list(seq)
+    s[40:110] = seq[40:110].lower()  # soft-masked stretch
+    s[200:230] = "N" * 30  # assembly gap
+    s[300:304] = "nnnn"  # soft-masked N
+    for pos, code in zip(range(350, 450, 10), "RYKMSWBDHV"):
+        s[pos] = code
+    s[470] = "r"
+    s[480] = "y"
+    s[490:493] = "RYN"  # letters without a token next to one with a token
+    return "".join(s)
+
+
+def real_windows(phix: str) -> list[str]:
+    """Full, dirty, odd-length, short and empty windows of the real phiX genome."""
+    starts = [0, 613, 1999, 4000, 5386 - 512]
+    windows = [dirty(phix[s : s + 512]) for s in starts] + [phix[s : s + 512] for s in starts]
+    return windows + [phix[17:530], phix[2000:2100].lower(), phix[5:12], "ACG", "NNNNNNN", "", "ACGTNNACGTRYACGTAN"]
+
+
+def hf_ids_kmers(tok, window: str, k: int) -> list[int]:
+    up = window.upper()
+    return tok(" ".join(up[i : i + k] for i in range(len(up) - k + 1)))["input_ids"]
+
+
+def our_ids(tokenizer, windows: list[str]) -> list[list[int]]:
+    batch = tokenizer.encode(windows)
+    return [row[mask == 1].tolist() for row, mask in zip(batch.input_ids, batch.attention_mask)]
+
+
+# ------------------------------------------------------------------- DNABERT-k
+
+
+def test_bundled_vocab_is_the_generated_6mer_vocab_byte_for_byte():
+    assert VOCAB6.read_bytes() == ("\n".join(kmer_vocab(6)) + "\n").encode()
+    assert vocab_k(VOCAB6.read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 6])
+def test_every_kmer_gets_its_line_in_the_vocab(k):
+    vocab = SPECIALS + ["".join(p) for p in itertools.product("ATCG", repeat=k)]
+    assert kmer_vocab(k) == vocab
+    tok = KmerTokenizer(vocab, (2,), (3,))
+    kmers = vocab[5:]
+    content = tok.content(kmers + [k.lower() for k in kmers])
+    assert content.ids.tolist() == list(range(5, len(vocab))) * 2
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 6])
+def test_dnabert_ids_equal_bert_tokenizer_on_real_windows(tmp_path, phix, k):
+    (tmp_path / "vocab.txt").write_text("\n".join(kmer_vocab(k)) + "\n")
+    hf = BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=False)  # path positional (transformers 5)
+    assert len(hf) == 5 + 4**k
+    tok = KmerTokenizer(kmer_vocab(k), (2,), (3,))
+    windows = real_windows(phix)
+    for window, ours in zip(windows, our_ids(tok, windows)):
+        assert ours == hf_ids_kmers(hf, window, k), window[:30]
+    # the equal-length fast path and the per-window path agree
+    same = [w for w in windows if len(w) == 512]
+    assert our_ids(tok, same) == [our_ids(tok, [w])[0] for w in same]
+
+
+def test_dnabert_ids_follow_the_folders_vocab_order(tmp_path, phix):
+    """A vocab.txt in another order (a re-trained or converted checkpoint) still gives the folder's ids."""
+    vocab = kmer_vocab(4)
+    shuffled = vocab[:5] + random.Random(0).sample(vocab[5:], len(vocab) - 5)
+    (tmp_path / "vocab.txt").write_text("\n".join(shuffled) + "\n")
+    hf = BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=False)
+    tok = KmerTokenizer(shuffled, (2,), (3,))
+    for window in real_windows(phix)[:6]:
+        assert our_ids(tok, [window])[0] == hf_ids_kmers(hf, window, 4)
+
+
+def test_tiny_dnabert_folder_ids_equal_its_own_tokenizer(tiny_models, phix):
+    folder = ModelFolder.open(str(tiny_models["dnabert"]))
+    family = family_for(folder)
+    assert family.name == "dnabert" and family.tokenizer_name == "dnabert-6mer"
+    hf = AutoTokenizer.from_pretrained(folder.path)
+    tok = family.tokenizer()
+    windows = real_windows(phix)
+    for window, ours in zip(windows, our_ids(tok, windows)):
+        assert ours == hf_ids_kmers(hf, window, 6)
+    assert family.window_limits() == (515, 515)  # 512 positions: 510 6-mers + [CLS] + [SEP]
+
+
+# --------------------------------------------------------- Nucleotide Transformer
+
+
+def test_nt_ids_equal_esm_tokenizer_on_real_windows(tiny_models, phix):
+    folder = ModelFolder.open(str(tiny_models["nucleotide_transformer"]))
+    family = family_for(folder)
+    assert family.name == "nucleotide_transformer" and family.tokenizer_name == "nt-6mer"
+    hf = AutoTokenizer.from_pretrained(folder.path)
+    assert type(hf).__name__ == "EsmTokenizer"
+    tok = family.tokenizer()
+    windows = real_windows(phix)
+    for window, ours in zip(windows, our_ids(tok, windows)):
+        # Windows reach the encoder upper-cased (soft-masked bases are bases).
+        assert ours == hf(window.upper())["input_ids"], window[:40]
+    # N and leftover bases are single tokens: 512 bp of pure sequence -> 85 6-mers + 2 single bases
+    assert len(tok.content([phix[:512]]).ids) == 85 + 2
+
+
+def test_nt_ids_on_random_letters_equal_esm_tokenizer(tiny_models):
+    """Seeded fuzz over every letter class, including runs of letters with no token."""
+    folder = ModelFolder.open(str(tiny_models["nucleotide_transformer"]))
+    hf = AutoTokenizer.from_pretrained(folder.path)
+    tok = family_for(folder).tokenizer()
+    rng = random.Random(1)
+    letters = "ACGT" * 6 + "NN" + "RYKMSWBDHV"
+    windows = ["".join(rng.choice(letters) for _ in range(rng.randint(0, 120))) for _ in range(300)]
+    for window, ours in zip(windows, our_ids(tok, windows)):
+        assert ours == hf(window)["input_ids"], window
+
+
+# --------------------------------------------------- byte-pair and per-base tokenizers
+
+
+@pytest.mark.parametrize("name, kind", [("bpe", "byte-pair"), ("per_base", "per-base")])
+def test_tokenizer_family_ids_equal_the_folders_tokenizer(tiny_models, phix, name, kind):
+    folder = ModelFolder.open(str(tiny_models[name]))
+    family = family_for(folder)
+    assert family.name == "hf_tokenizer" and family.tokenizer_name == kind
+    hf = AutoTokenizer.from_pretrained(folder.path)
+    tok = family.tokenizer()
+    windows = real_windows(phix)
+    for window, ours in zip(windows, our_ids(tok, windows)):
+        assert ours == hf(window.upper())["input_ids"], window[:40]
+    lengths = tok.content([w for w in windows if len(w) == 512]).lengths
+    if kind == "per-base":
+        assert tok.table is not None  # the checked integer lookup, not the tokenizer, was used
+        assert set(lengths) == {512}
+    else:
+        assert len(set(lengths)) > 1 and lengths.max() < 512  # byte-pair: counts vary with the bases
+
+
+def test_content_mask_and_summary_position_follow_the_tokenizer(tiny_models, phix):
+    """Do not assume [CLS] first and [SEP] last: the per-base tokenizer adds only a trailing [SEP]."""
+    window = phix[100:140]
+    for name, prefix, suffix in [("dnabert", 1, 1), ("nucleotide_transformer", 1, 1), ("per_base", 0, 1)]:
+        tok = family_for(ModelFolder.open(str(tiny_models[name]))).tokenizer()
+        assert (len(tok.prefix), len(tok.suffix)) == (prefix, suffix), name
+        batch = tok.encode([window, window[:20]])
+        n0 = int(batch.attention_mask[0].sum())
+        assert batch.content_mask[0, :prefix].sum() == 0 and batch.content_mask[0, n0 - suffix : n0].sum() == 0
+        assert batch.content_mask[0].sum() == n0 - prefix - suffix
+        assert not batch.content_mask[1, int(batch.attention_mask[1].sum()):].any()  # padding is not content
+        expected = [0, 0] if prefix else [n0 - 1, int(batch.attention_mask[1].sum()) - 1]
+        assert batch.summary_index.tolist() == expected, name
+
+
+# --------------------------------------------------------------- offline checks
+
+
+def test_tiny_identity_and_limits_match_the_built_models(tiny_models):
+    """The DAG knows a tiny model's identity and window limits before building it."""
+    for name, path in tiny_models.items():
+        folder = ModelFolder.open(str(path))
+        family = family_for(folder)
+        known = tiny_identity({"family": name, "kmer": 6, "hidden": 32})
+        assert known == {"family": family.name, "tokenizer": family.tokenizer_name, "hidden_size": folder.hidden_size}
+        always, most = tiny_window_limits(name, 6)
+        assert family.window_limits()[0] == always
+        if most is not None:
+            assert family.window_limits()[1] == most
+
+
+@pytest.mark.parametrize("name, too_big, fix", [("dnabert", 516, "at most 515 bp"),
+                                                 ("nucleotide_transformer", 3061, "at most 3060 bp"),
+                                                 ("per_base", 1024, "at most 1023 bp")])
+def test_window_that_never_fits_stops_with_the_largest_that_does(tiny_models, name, too_big, fix):
+    spec = EncoderSpec(str(tiny_models[name]))
+    preflight(spec, too_big - 1)
+    with pytest.raises(InputError, match=fix) as err:
+        preflight(spec, too_big)
+    assert "config.json" in str(err.value)
+
+
+def test_window_longer_than_one_pass_for_some_sequence_gives_a_note(tiny_models):
+    _, note = preflight(EncoderSpec(str(tiny_models["nucleotide_transformer"])), 2048)
+    assert "several passes" in note and "510 bp is always one pass" in note
+    _, note = preflight(EncoderSpec(str(tiny_models["nucleotide_transformer"])), 510)
+    assert note == ""
+
+
+def test_family_set_by_config_must_match_the_folder(tiny_models):
+    assert preflight(EncoderSpec(str(tiny_models["bpe"]), family="hf_tokenizer"), 512)[0].name == "hf_tokenizer"
+    with pytest.raises(InputError, match="not a DNABERT k-mer vocabulary"):
+        preflight(EncoderSpec(str(tiny_models["nucleotide_transformer"]), family="dnabert"), 512)
+    with pytest.raises(InputError, match="encoder.family"):
+        preflight(EncoderSpec(str(tiny_models["dnabert"]), family="hyena"), 512)
+
+
+def test_remote_code_is_refused_unless_asked_for(tiny_models, tmp_path):
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_models["bpe"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "bert_layers.BertModel"}  # as DNABERT-2 ships it
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="trust_remote_code") as err:
+        preflight(EncoderSpec(str(folder)), 512)
+    assert "bert_layers.BertModel" in str(err.value) and "DNABERT-2" in str(err.value)
+    preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)  # allowed when asked
+
+
+def test_weights_that_would_be_newly_initialised_are_refused(tiny_models, tmp_path):
+    """A load that leaves encoder weights random (DNABERT-2 without its code) must not pass."""
+    folder = tmp_path / "mismatch"
+    shutil.copytree(tiny_models["dnabert"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 2  # the checkpoint holds one layer
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="newly initialised"):
+        Encoder.load(EncoderSpec(str(folder)), 512, 256)
+
+
+def test_folder_without_any_tokenizer_is_one_clear_error(tiny_models, tmp_path):
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    shutil.copy(tiny_models["bpe"] / "config.json", folder / "config.json")
+    with pytest.raises(InputError, match="no encoder family recognises"):
+        preflight(EncoderSpec(str(folder)), 512)
+
+
+def test_loaded_identity_names_family_tokenizer_and_hashes(tiny_models):
+    encoder = Encoder.load(EncoderSpec(str(tiny_models["nucleotide_transformer"]), strands="both"), 600, 300)
+    identity = encoder.identity.as_dict()
+    assert identity["family"] == "nucleotide_transformer" and identity["tokenizer"] == "nt-6mer"
+    assert identity["strands"] == "both" and identity["window_size"] == 600 and identity["hidden_size"] == 32
+    assert identity["model_sha256"].startswith("sha256:") and identity["tokenizer_sha256"].startswith("sha256:")
+    assert identity["precision"] == "float32" and encoder.capacity == 510
