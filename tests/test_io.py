@@ -138,6 +138,8 @@ def _embedding_file(path, rng, first_id: int, n: int, hidden: int, provenance: d
         pa.array(np.arange(n) * 10, pa.int64()),
         pa.array(np.full(n, 512), pa.int32()),
         pa.array(rng.random(n).astype(np.float32), pa.float32()),
+        pa.array(np.full(n, 507), pa.int32()),  # tokens
+        pa.array(np.ones(n), pa.int32()),  # passes
     ]
     for matrix in (cls, mean):
         columns.append(pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float16()), hidden))
