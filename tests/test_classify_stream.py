@@ -9,8 +9,8 @@ import pytest
 
 from dnalm.classify import predict_all
 from dnalm.embed import iter_embeddings, read_embeddings
-from dnalm.heads import load_head
-from dnalm.train import WindowSets, predict_proba
+from dnalm.data import WindowSets
+from dnalm.heads import load_head, predict_proba
 
 pytestmark = pytest.mark.workflow
 

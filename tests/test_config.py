@@ -48,3 +48,19 @@ def test_every_key_is_documented():
     text = (REPO / "config" / "README.md").read_text()
     undocumented = [k for k, sub in walk(SCHEMA) if sub.get("type") != "object" and f"`{k}`" not in text]
     assert not undocumented, undocumented
+
+
+def test_package_defaults_are_the_schema_defaults():
+    """The settings dataclasses (what a library user gets) and the schema (what a workflow
+    user gets) must not drift apart."""
+    from dataclasses import fields
+
+    from dnalm.settings import TrainSettings
+
+    config: dict = {}
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    heads = config["heads"]
+    expected = {**heads["training"], **heads["hierarchical"], "pooling": heads["pooling"],
+                "max_n_fraction": heads["max_n_fraction"]}
+    for f in fields(TrainSettings):
+        assert getattr(TrainSettings(), f.name) == expected[f.name], f.name

@@ -21,7 +21,9 @@ from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions, regions_to_arrow
 from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.train import TrainSettings, assign_splits, classification_metrics, train_head
+from dnalm.metrics import classification_metrics
+from dnalm.splits import assign_splits
+from dnalm.train import TrainSettings, train_head
 from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
 from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta
 

@@ -19,11 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .data import WindowSets
 from .embed import iter_embeddings
 from .extract import read_regions
-from .heads import HeadConfig, check_compatible, load_head
+from .heads import HeadConfig, check_compatible, load_head, predict_proba
 from .io import atomic_dir, atomic_path, write_table_atomic
-from .train import WindowSets, predict_proba
 
 
 def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, proba: np.ndarray,

@@ -10,6 +10,9 @@ so a padded slot never reaches an output (tests/test_heads.py checks it).
   (no dropout: heads.hierarchical.* does not apply to it).
 - HierarchicalHead: a transformer encoder over the window sequence with a key
   padding mask and sinusoidal window-position encoding, masked mean, linear.
+  Attention runs within blocks of `attention_block` consecutive windows (full
+  attention for any sequence up to that length), so its memory grows with the
+  number of windows, not its square: a 5-Mbp contig (20,000 windows) fits.
 
 Weights are saved as safetensors with a JSON config beside them.
 """
@@ -21,12 +24,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import InputError
 from .io import atomic_path, write_json_atomic
+from .settings import check_hierarchical_shape
 
 HEAD_KINDS = ("hierarchical", "mean")
 WEIGHTS_FILE = "head.safetensors"
@@ -43,6 +48,7 @@ class HeadConfig:
     layers: int = 2
     attention_heads: int = 4
     dropout: float = 0.1
+    attention_block: int = 256  # windows per attention block (65 kb at stride 256)
     # What the head was trained on: applying it to other embeddings is an error.
     encoder: dict = field(default_factory=dict)
 
@@ -108,17 +114,30 @@ class HierarchicalHead(nn.Module):
     def forward(self, windows, positions, mask):
         x = self.project(self.normalise(windows))  # (batch, windows, d_model)
         x = x + sinusoidal(positions, self.config.d_model)
-        x = self.encoder(x, src_key_padding_mask=~mask)  # (batch, windows, d_model)
+        x = self._attend(x, mask)  # (batch, windows, d_model)
         pooled = self.norm(masked_mean(x, mask))  # (batch, d_model)
         return self.classifier(pooled)  # (batch, classes)
 
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer within blocks of consecutive windows; blocks with no readable
+        window are skipped (their slots are masked out of the mean anyway)."""
+        batch, width, dim = x.shape
+        block = max(1, self.config.attention_block)
+        if width <= block:
+            return self.encoder(x, src_key_padding_mask=~mask)
+        n_blocks = -(-width // block)
+        pad = n_blocks * block - width
+        blocks = nn.functional.pad(x, (0, 0, 0, pad)).reshape(batch * n_blocks, block, dim)
+        keep = nn.functional.pad(mask, (0, pad)).reshape(batch * n_blocks, block)  # (batch * n_blocks, block)
+        live = keep.any(1)
+        out = torch.zeros_like(blocks)
+        out[live] = self.encoder(blocks[live], src_key_padding_mask=~keep[live])
+        return out.reshape(batch, n_blocks * block, dim)[:, :width]
+
 
 def build_head(config: HeadConfig) -> nn.Module:
-    if config.kind == "hierarchical" and config.d_model % config.attention_heads:
-        raise InputError(
-            f"heads.hierarchical.attention_heads ({config.attention_heads}) does not divide "
-            f"heads.hierarchical.d_model ({config.d_model})", fix="pick a number of heads that divides d_model")
     if config.kind == "hierarchical":
+        check_hierarchical_shape(config.d_model, config.attention_heads)
         return HierarchicalHead(config)
     if config.kind == "mean":
         return MeanPoolHead(config)
@@ -163,3 +182,16 @@ def check_compatible(config: HeadConfig, embed_dim: int, encoder: dict, where: o
             f"the head was trained with {key}={trained!r} but these embeddings have {key}={now!r} "
             f"(trained on encoder {config.encoder.get('model')!r})", path=where,
             fix="use the encoder and window settings the head was trained with, or retrain the head")
+
+
+def predict_proba(head: nn.Module, data, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
+    """Class probabilities (len(rows), classes) of sequences of a `data.WindowSets`, in batches
+    of at most `budget` windows; rows must have usable windows."""
+    from .data import WINDOW_BUDGET
+
+    head.eval()
+    out = []
+    with torch.inference_mode():
+        for batch in data.batches(rows, budget or WINDOW_BUDGET):
+            out.append(torch.softmax(head(*data.batch(batch)), dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, head.config.n_classes), dtype=np.float32)
