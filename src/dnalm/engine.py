@@ -97,6 +97,22 @@ def pack_batches(row_tokens: np.ndarray, tokens_per_batch: int, max_rows: int, e
     return batches
 
 
+def pool_hidden(hidden, content_mask, summary_index):
+    """Per pass: the summary state and the sum of the content tokens' states, in fp32.
+
+    hidden (passes, tokens, hidden), content_mask (passes, tokens) bool, summary_index (passes,)
+    -> summary (passes, hidden), content sum (passes, hidden). Shared by the engine and the
+    fine-tuning model, so both pool alike."""
+    import torch
+
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    with torch.autocast(hidden.device.type, enabled=False):  # fp32 sums, also inside a bf16 autocast
+        summary = hidden[rows, summary_index].float()
+        weights = content_mask.to(torch.float32).unsqueeze(1)  # (passes, 1, tokens)
+        sums = torch.bmm(weights, hidden.float()).squeeze(1)
+    return summary, sums
+
+
 class Embedder:
     """Runs an `Encoder` over many windows with the engine above."""
 
@@ -194,11 +210,6 @@ class Embedder:
             inputs["attention_mask"] = moved["attention_mask"]
         out = self.model(**inputs)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (batch, tokens, hidden)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        summary = hidden[rows, moved["summary"]].float()  # (batch, hidden)
-        weights = moved["content"].to(hidden.dtype).unsqueeze(1)  # (batch, 1, tokens)
-        # Sum over content tokens; the matmul accumulates in fp32 whatever the model's dtype.
-        sums = torch.bmm(weights.float(), hidden.float()).squeeze(1) if hidden.dtype != torch.float32 \
-            else torch.bmm(weights, hidden).squeeze(1)  # (batch, hidden)
+        summary, sums = pool_hidden(hidden, moved["content"], moved["summary"])  # (batch, hidden) each
         self.summary_sum.index_add_(0, moved["view"], summary)
         self.content_sum.index_add_(0, moved["view"], sums)

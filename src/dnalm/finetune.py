@@ -1,0 +1,314 @@
+"""Fine-tuning end to end: the encoder and a head (the seed's two models: window vectors
+-> masked mean -> linear, or -> hierarchical transformer) trained together on the
+user's labels, for any encoder family.
+
+Memory stays bounded whatever the sequence length: a step takes a few sequences
+(`sequences_per_step`), and of each at most `max_windows` windows chosen at random
+(every window when evaluating, in batches of the engine's token budget); gradient
+checkpointing, gradient accumulation, bf16 autocast on GPUs; separate learning rates
+for encoder and head, with warm-up then linear decay; LoRA adapters through `peft`
+when `lora_r` > 0. Early stopping watches the validation loss; a checkpoint is
+written after every epoch and a killed job resumes from it.
+
+Writes the fine-tuned encoder (`save_pretrained`, safetensors, with the tokenizer
+files) and the head (safetensors + JSON) tied to that encoder's identity; the
+workflow then embeds every sequence with the fine-tuned encoder and classifies with
+the head, so an annotation run reuses both like any other checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .checkpoint import Checkpoint, rng_state, set_rng_state
+from .compute import pick_device
+from .data import WindowSets
+from .encoders import Encoder, EncoderSpec, ModelFolder
+from .engine import Embedder, EngineSettings
+from .extract import read_regions
+from .heads import HeadConfig, build_head, predict_proba, save_head
+from .io import atomic_dir, read_provenance
+from .metrics import classification_metrics
+from .model import SequenceClassifier
+from .settings import FinetuneSettings
+from .splits import label_sequences
+from .train import class_weights, weighted_loss
+
+WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]
+
+
+class LabelledWindows:
+    """The windows of the labelled sequences (strings), grouped by sequence in order."""
+
+    def __init__(self, shard_paths: list[str], keep: np.ndarray, tokens_of, max_n_fraction: float):
+        parts = []
+        for path in shard_paths:
+            table = pq.read_table(path, columns=WINDOW_COLUMNS)
+            seq = table.column("seq_index").to_numpy()
+            parts.append(table.filter(pa.array(keep[seq])))
+        table = pa.concat_tables(parts)
+        self.seq_index = table.column("seq_index").to_numpy()
+        self.start = table.column("start").to_numpy()
+        self.sequences = table.column("sequence").to_pylist()
+        self.tokens = tokens_of(self.sequences)
+        self.usable = (table.column("n_fraction").to_numpy() <= max_n_fraction) & (self.tokens > 0)
+        self.first = np.searchsorted(self.seq_index, np.arange(len(keep)))
+        self.last = np.searchsorted(self.seq_index, np.arange(len(keep)), side="right")
+
+    def usable_of(self, seq: int) -> np.ndarray:
+        idx = np.arange(self.first[seq], self.last[seq])
+        return idx[self.usable[idx]]
+
+    def has_usable(self, n_sequences: int) -> np.ndarray:
+        counts = np.bincount(self.seq_index[self.usable], minlength=n_sequences)
+        return counts > 0
+
+
+def _schedule(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def _fingerprint(settings: FinetuneSettings, spec: EncoderSpec, inputs: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps([asdict(settings), asdict(spec)], sort_keys=True).encode())
+    for path in inputs:
+        stat = Path(path).stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class Finetuner:
+    def __init__(self, shard_paths: list[str], regions_path: str, labels_path: str | None, spec: EncoderSpec,
+                 settings: FinetuneSettings, checkpoint_dir: str, device: str = "auto",
+                 engine: EngineSettings | None = None, log=sys.stderr):
+        settings.check()
+        self.settings, self.spec, self.log = settings, spec, log
+        self.engine = engine or EngineSettings()
+        self.device = pick_device(device)
+        torch.manual_seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        windows_meta = read_provenance(shard_paths[0])
+        self.window_size, self.stride = int(windows_meta["window_size"]), int(windows_meta["window_stride"])
+        # Master weights in fp32; bf16 is autocast (GPU by default), never the stored weights.
+        self.encoder = Encoder.load(replace(spec, precision="fp32"), self.window_size, self.stride, self.device,
+                                    hash_weights=False)
+        self.regions = read_regions(regions_path, labels_path)
+        labelled = self.regions["label"].notna().to_numpy()
+        self.windows = LabelledWindows(shard_paths, labelled, lambda s: self.encoder.tokenizer.content(s).lengths,
+                                       settings.max_n_fraction)
+        self.sets = label_sequences(self.regions, self.windows.has_usable(len(self.regions)), settings.val_fraction,
+                                    settings.seed, labels_path or regions_path)
+        for note in self.sets.notes:
+            print(f"warning: {note}", file=log)
+        self.checkpoint = Checkpoint(checkpoint_dir, _fingerprint(settings, spec, [regions_path]
+                                                                  + ([labels_path] if labels_path else [])
+                                                                  + list(shard_paths)))
+        hidden = self.encoder.identity.hidden_size
+        config = HeadConfig(kind=settings.head, class_names=self.sets.class_names, embed_dim=hidden,
+                            pooling=settings.pooling, d_model=settings.d_model, layers=settings.layers,
+                            attention_heads=settings.attention_heads, dropout=settings.dropout,
+                            attention_block=settings.attention_block)
+        head = build_head(config).to(self.device)
+        self._normalise_from(head)
+        self._adapt_encoder()
+        self.classifier = SequenceClassifier(self.encoder, head, settings.pooling, spec.strands).to(self.device)
+        self.weights = class_weights(self.sets.y[self.sets.rows("train")], len(self.sets.class_names),
+                                     settings.class_weights).to(self.device)
+
+    # ------------------------------------------------------------------ setup
+    def _normalise_from(self, head) -> None:
+        """Standardise window vectors with statistics of the starting encoder's training windows."""
+        train = self.sets.rows("train")
+        picks = np.concatenate([self.windows.usable_of(s) for s in train])
+        if len(picks) > 2000:
+            picks = np.sort(self.rng.choice(picks, 2000, replace=False))
+        vectors = self._embed([self.windows.sequences[i] for i in picks])
+        head.normalise.mean.copy_(torch.from_numpy(vectors.mean(0)))
+        head.normalise.std.copy_(torch.from_numpy(vectors.std(0) + 1e-6))
+
+    def _adapt_encoder(self) -> None:
+        model = self.encoder.model
+        if self.settings.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(r=self.settings.lora_r, lora_alpha=self.settings.lora_alpha,
+                                                     lora_dropout=self.settings.lora_dropout,
+                                                     target_modules="all-linear"))
+            print(f"LoRA rank {self.settings.lora_r}: {sum(p.numel() for p in model.parameters() if p.requires_grad)} "
+                  "trainable encoder weights", file=self.log)
+        if self.settings.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.encoder.model = model
+
+    def _autocast(self):
+        use_bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
+                                                         and self.device.startswith("cuda"))
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    # ------------------------------------------------------------- evaluation
+    def _embed(self, sequences: list[str]) -> np.ndarray:
+        """Window vectors (pooling of the settings) of every given window, no gradients."""
+        self.encoder.model.eval()
+        with self._autocast():
+            vectors = Embedder(self.encoder, self.engine, log=self.log).embed(sequences, self.spec.strands)
+        return vectors.summary if self.settings.pooling == "cls" else vectors.mean
+
+    def _window_sets(self, rows: np.ndarray) -> tuple[WindowSets, np.ndarray]:
+        """Every usable window of these sequences as a WindowSets, and the rows of `rows` in it."""
+        picks = np.concatenate([self.windows.usable_of(s) for s in rows]) if len(rows) else np.zeros(0, int)
+        matrix = self._embed([self.windows.sequences[i] for i in picks]) if len(picks) else \
+            np.zeros((0, self.encoder.identity.hidden_size), np.float32)
+        keys = pa.table({"seq_index": self.windows.seq_index[picks], "start": self.windows.start[picks],
+                         "n_fraction": np.zeros(len(picks), np.float32), "tokens": self.windows.tokens[picks]})
+        data = WindowSets(keys, matrix, {"window_stride": self.stride}, 1.0)
+        return data, np.searchsorted(data.seq_index, rows)
+
+    def evaluate(self, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Validation loss and class probabilities over every window of these sequences."""
+        if len(rows) == 0:
+            return float("nan"), np.zeros((0, len(self.sets.class_names)), np.float32)
+        head = self.classifier.head.cpu()
+        data, data_rows = self._window_sets(rows)
+        proba = predict_proba(head, data, data_rows)
+        self.classifier.head.to(self.device)
+        y = self.sets.y[rows]
+        w = self.weights.cpu().numpy()[y]
+        loss = float(-(w * np.log(np.clip(proba[np.arange(len(rows)), y], 1e-12, None))).sum() / w.sum())
+        return loss, proba
+
+    # --------------------------------------------------------------- training
+    def _step_batch(self, rows: np.ndarray):
+        """Windows of these sequences for one step: at most max_windows each, at random, in order."""
+        windows, sequence, positions = [], [], []
+        for i, seq in enumerate(rows):
+            usable = self.windows.usable_of(seq)
+            if len(usable) > self.settings.max_windows:
+                usable = np.sort(self.rng.choice(usable, self.settings.max_windows, replace=False))
+            windows += [self.windows.sequences[j] for j in usable]
+            sequence.append(np.full(len(usable), i))
+            positions.append(self.windows.start[usable] / self.stride)
+        return windows, np.concatenate(sequence), np.concatenate(positions)
+
+    def run(self) -> dict:
+        s = self.settings
+        train_rows, val_rows = self.sets.rows("train"), self.sets.rows("val")
+        monitor = val_rows if len(val_rows) else train_rows
+        steps_per_epoch = math.ceil(len(train_rows) / s.sequences_per_step)
+        total_steps = max(1, s.epochs * math.ceil(steps_per_epoch / s.accumulate))
+        encoder_params = [p for p in self.encoder.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": s.encoder_learning_rate},
+                                       {"params": list(self.classifier.head.parameters()), "lr": s.head_learning_rate}],
+                                      weight_decay=s.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, s.warmup_fraction))
+        state = self.checkpoint.load_state()
+        if state:
+            self.checkpoint.restore(self.classifier, optimizer)
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(self.rng, state["rng"])
+            print(f"resuming from the checkpoint after epoch {state['epoch']} ({self.checkpoint.folder})",
+                  file=self.log, flush=True)
+        else:
+            state = {"epoch": 0, "best_epoch": 0, "best_loss": None, "history": []}
+        ytrain = torch.from_numpy(self.sets.y).to(self.device)
+        for epoch in range(state["epoch"] + 1, s.epochs + 1):
+            if epoch - state["best_epoch"] > s.patience and state["best_epoch"]:
+                break
+            started = time.perf_counter()
+            self.classifier.train()
+            order = self.rng.permutation(train_rows)
+            total, n_steps = 0.0, 0
+            optimizer.zero_grad()
+            for step, lo in enumerate(range(0, len(order), s.sequences_per_step)):
+                rows = order[lo : lo + s.sequences_per_step]
+                windows, sequence, positions = self._step_batch(rows)
+                with self._autocast():
+                    logits = self.classifier(windows, sequence, positions)
+                y = ytrain[torch.from_numpy(rows).to(self.device)]
+                loss = weighted_loss(logits.float(), y, self.weights, float(self.weights[y].sum()))
+                (loss / s.accumulate).backward()
+                total += loss.item()
+                n_steps += 1
+                if (step + 1) % s.accumulate == 0 or lo + s.sequences_per_step >= len(order):
+                    torch.nn.utils.clip_grad_norm_(self.classifier.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+            val_loss, _ = self.evaluate(monitor)
+            state["history"].append({"epoch": epoch, "train_loss": total / max(n_steps, 1), "val_loss": val_loss,
+                                     "seconds": round(time.perf_counter() - started, 1)})
+            best = state["best_loss"] is None or val_loss < state["best_loss"] - 1e-6
+            if best:
+                state["best_loss"], state["best_epoch"] = val_loss, epoch
+            state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
+            self.checkpoint.save(self.classifier, optimizer, state, best=best)
+            print(f"epoch {epoch}: train loss {total / max(n_steps, 1):.4f}, val loss {val_loss:.4f}"
+                  f"{' (best)' if best else ''}, {time.perf_counter() - started:.0f} s", file=self.log, flush=True)
+        self.checkpoint.load_best(self.classifier)
+        self.state = state
+        return state
+
+    # ----------------------------------------------------------------- output
+    def save(self, encoder_dir: str, head_dir: str) -> dict:
+        """The fine-tuned encoder folder and the head tied to it; returns the metrics."""
+        s = self.settings
+        val_rows, test_rows = self.sets.rows("val"), self.sets.rows("test")
+        _, val_proba = self.evaluate(val_rows)
+        _, test_proba = self.evaluate(test_rows)
+        model = self.encoder.model
+        if s.lora_r > 0:
+            model = model.merge_and_unload()
+        source = self.encoder.family.folder
+        with atomic_dir(encoder_dir) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
+                shutil.copy(path, tmp / path.name)
+            (tmp / "dnalm_finetuned.json").write_text(json.dumps(
+                {"what": "encoder fine-tuned end to end by dnalm", "base_model": self.spec.model,
+                 "head": s.head, "best_epoch": self.state["best_epoch"]}, indent=2, sort_keys=True) + "\n")
+        folder = ModelFolder.open(encoder_dir)
+        identity = {**self.encoder.identity.as_dict(), "model": encoder_dir, "model_revision": None,
+                    "model_sha256": folder.weights_sha256(), "tokenizer_sha256": folder.tokenizer_sha256,
+                    "precision": None}
+        head = self.classifier.head.cpu()
+        head.config.encoder = identity
+        save_head(head, head_dir)
+        names = self.sets.class_names
+        metrics = {
+            "head": "finetuned",
+            "kind": s.head,
+            "pooling": s.pooling,
+            "class_names": names,
+            "best_epoch": self.state["best_epoch"],
+            "epochs_run": len(self.state["history"]),
+            "sequences": self.sets.counts(),
+            "validation_source": self.sets.validation_source,
+            "val": classification_metrics(self.sets.y[val_rows], val_proba, names),
+            "test": classification_metrics(self.sets.y[test_rows], test_proba, names),
+            "history": self.state["history"],
+            "encoder": {"base": self.spec.model, "lora_r": s.lora_r, "strands": self.spec.strands},
+        }
+        if self.sets.notes:
+            metrics["notes"] = self.sets.notes
+        if len(test_rows) == 0:
+            metrics["test_note"] = "no sequence is in the test split: test metrics are empty"
+        self.checkpoint.remove()
+        return metrics
