@@ -4,5 +4,5 @@ from dnalm.io import bgzip_copy
 from dnalm.workflow import step
 
 with step(snakemake):
-    bgzip_copy(snakemake.input[0], snakemake.output.fasta)
-    print(f"recompressed {snakemake.input[0]} with bgzip: {snakemake.output.fasta}")
+    bgzip_copy(snakemake.input[0], snakemake.output.fasta[0])
+    print(f"recompressed {snakemake.input[0]} with bgzip: {snakemake.output.fasta[0]}")

@@ -220,7 +220,7 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource, la
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     frame = _frame(rows)
-    check_label_spellings(frame["label"].tolist(), [f"{path}:{seen[row[0]]}" for row in rows])
+    check_label_spellings(frame["label"].tolist(), lambda i: f"{path}:{seen[rows[i][0]]}")
     frame.attrs["skipped_lines"] = len(skipped)
     return frame
 
@@ -393,7 +393,7 @@ def read_labels(path: str) -> pd.DataFrame:
         raise InputError(f"id {dup.iloc[0]!r} appears on lines {first[0]} and {first[1]}", path=p,
                          fix="keep one row per id")
     table["label"] = table["label"].map(_empty_or_none)
-    check_label_spellings(table["label"].tolist(), [f"{p}:{line}" for line in table["line"]])
+    check_label_spellings(table["label"].tolist(), lambda i: f"{p}:{table['line'].iloc[i]}")
     if "split" in table.columns:
         table["split"] = [normalise_split(v, f"{p}:{line} (id {i})")
                           for i, v, line in zip(table["id"], table["split"], table["line"])]
@@ -402,26 +402,24 @@ def read_labels(path: str) -> pd.DataFrame:
     return table.set_index("id")[["label", "split", "line"]]
 
 
-def check_label_spellings(labels: list, where: list[str]) -> None:
+def check_label_spellings(labels: list, where) -> None:
     """Labels that are one number written two ways ('1' and '1.0', '0' and '00') would
-    become two classes: refuse them, naming where each spelling first appears."""
-    spellings: dict[float, dict[str, str]] = {}
-    for label, place in zip(labels, where):
-        if label is None:
-            continue
+    become two classes: refuse them, naming where each spelling first appears
+    (`where(i)` describes the place of labels[i])."""
+    spellings: dict[float, list[str]] = {}
+    for label in pd.unique(pd.Series(labels, dtype=object).dropna()):
         try:
             number = float(label)
         except ValueError:
             continue
-        if math.isnan(number):
-            continue
-        spellings.setdefault(number, {}).setdefault(label, place)
-    for number, seen in spellings.items():
+        if not math.isnan(number):
+            spellings.setdefault(number, []).append(label)
+    for seen in spellings.values():
         if len(seen) > 1:
-            (a, at_a), (b, at_b) = list(seen.items())[:2]
+            a, b = seen[:2]
             raise InputError(
-                f"labels {a!r} ({at_a}) and {b!r} ({at_b}) are the same number written two ways; they would "
-                "become two classes",
+                f"labels {a!r} ({where(labels.index(a))}) and {b!r} ({where(labels.index(b))}) are the same "
+                "number written two ways; they would become two classes",
                 fix=f"write each class one way throughout (e.g. all {a!r}); if they are different classes, give "
                     "them names that are not numbers")
 
@@ -479,13 +477,13 @@ def labels_for(regions: pd.DataFrame, source: dict) -> pd.DataFrame:
 def _bed_labels(source: RegionSource) -> pd.DataFrame:
     """seq_id -> label, split from the BED's label/split columns (names as regions_from_bed gives them)."""
     rows = {}
-    places = []
+    lines = []
     for lineno, cols in _bed_lines(source.bed):
         rows[_bed_name(cols)] = (_column(cols, source.label_column),
                                  normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
-        places.append(f"{source.bed}:{lineno}")
+        lines.append(lineno)
     parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
-    check_label_spellings(parsed["label"].tolist(), places)
+    check_label_spellings([label for label, _ in rows.values()], lambda i: f"{source.bed}:{lines[i]}")
     return parsed
 
 

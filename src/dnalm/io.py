@@ -580,17 +580,17 @@ def bgzip_copy_path(source: str | os.PathLike, outdir: str | os.PathLike) -> str
 def plan_fasta(source: str, outdir: str | os.PathLike, scan: bool = False) -> tuple[FastaAccess, dict[str, int]]:
     """How jobs will read `source`, and its records (name -> length).
 
-    Plain gzip is scanned by one streaming pass (cached under `<outdir>/reference/`)
-    and read by the jobs from a bgzip copy. Otherwise the index is checked (and
-    rebuilt where needed); `scan` also reads every record by streaming, for a FASTA
-    whose records are the sequences (repeated names and empty records are found).
+    Plain gzip is scanned by one streaming pass (cached under `<outdir>/reference/`,
+    where the bgzip copy the jobs read will be made). Otherwise the index is checked
+    (and rebuilt where needed); `scan` also reads every record by streaming, for a
+    FASTA whose records are the sequences (repeated names and empty records are found).
     """
     path = _check_fasta_file(source)
-    cache = reference_dir(outdir)
+    folder = reference_dir(outdir)
     if _is_plain_gzip(path):
-        return FastaAccess(source, bgzip_copy_path(source, outdir), True), scan_fasta(path, cache)
-    read_path = ensure_fasta_index(path, cache)
-    records = scan_fasta(path, cache) if scan else read_fai(read_path)
+        return FastaAccess(source, bgzip_copy_path(source, outdir), True), scan_fasta(path, folder)
+    read_path = ensure_fasta_index(path, folder)
+    records = scan_fasta(path) if scan else read_fai(read_path)
     return FastaAccess(source, str(read_path)), records
 
 
