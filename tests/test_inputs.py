@@ -8,14 +8,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
@@ -48,7 +46,7 @@ from dnalm.io import (
 )
 from dnalm.windows import WindowSpec, plan_shards, write_shards
 from dnalm.workflow import check_run_folder, lock_path, release_run_lock, take_run_lock
-from helpers_unit import ORCHID, ORCHID_LABELS, PHIX, read_only, read_records, write_fasta
+from helpers_unit import ECOLI, ORCHID, ORCHID_LABELS, PHIX, read_only, read_records, write_fasta
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -337,9 +335,7 @@ def test_contigs_named_track_or_browser_are_data(tmp_path, phix):
 def test_byte_order_mark_is_not_part_of_the_contig(tmp_path):
     bed = tmp_path / "bom.bed"
     bed.write_bytes(b"\xef\xbb\xbfNC_000913.3\t10\t20\tr1\n")
-    regions = load_regions(RegionSource(mode="bed", reference=str(PHIX).replace("phiX174_NC_001422.1",
-                                                                                "ecoli_k12_mg1655_NC_000913.3"),
-                                        bed=str(bed)))
+    regions = load_regions(RegionSource(mode="bed", reference=str(ECOLI), bed=str(bed)))
     assert regions["chrom"].tolist() == ["NC_000913.3"]
     table = tmp_path / "labels.tsv"
     table.write_bytes(b"\xef\xbb\xbfid\tlabel\nZ78533.1\tx\n")
@@ -353,8 +349,7 @@ def test_labels_one_number_two_spellings_are_refused_in_a_bed(tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("".join(f"NC_000913.3\t{i * 10}\t{i * 10 + 5}\tr{i}\t0\t+\t{lab}\ttrain\n"
                            for i, lab in enumerate(["1", "0", "1", "1.0", "0.0"])))
-    ecoli = str(PHIX).replace("phiX174_NC_001422.1", "ecoli_k12_mg1655_NC_000913.3")
-    source = RegionSource(mode="bed", reference=ecoli, bed=str(bed))
+    source = RegionSource(mode="bed", reference=str(ECOLI), bed=str(bed))
     msg = _error(load_regions, source)
     assert f"labels '1' ({bed}:1) and '1.0' ({bed}:4) are the same number written two ways" in msg
     assert "Fix: write each class one way" in msg

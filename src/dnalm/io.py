@@ -191,10 +191,6 @@ def _is_bgzf(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def is_plain_gzip(fasta: str | os.PathLike) -> bool:
-    return _is_plain_gzip(Path(fasta))
-
-
 def _parse_fai(fai: Path) -> list[FaiRecord]:
     records = []
     with open(fai) as fh:
