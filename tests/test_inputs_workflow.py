@@ -207,10 +207,10 @@ def test_input_plan_is_saved_and_invalidated_by_a_changed_input(workdir):
 # ---------------------------------------------------------------- the lock
 
 
-def _popen(wd: Workdir, cfg: Path, cwd: Path) -> subprocess.Popen:
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--cores", "1", "--configfile",
+def _popen(wd: Workdir, cfg: Path, target: Path) -> subprocess.Popen:
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--cores", "1", str(target), "--configfile",
            str(wd.path("config/config.yaml")), str(cfg)]
-    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen(cmd, cwd=wd.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
 
@@ -226,7 +226,7 @@ def test_two_runs_on_one_outdir_from_two_working_directories(tmp_path):
                                                       "input": {"mode": "bed", "bed": "r.bed"}})))
     (wd_a, cfg_a), (wd_b, cfg_b) = runs
     lock = outdir / ".dnalm/run.lock"
-    a = _popen(wd_a, cfg_a, wd_a.root)
+    a = _popen(wd_a, cfg_a, outdir / "windows/sequences.parquet")
     try:
         deadline = time.monotonic() + 240
         while not lock.exists() and a.poll() is None and time.monotonic() < deadline:
@@ -253,6 +253,8 @@ def test_two_runs_on_one_outdir_from_two_working_directories(tmp_path):
         os.killpg(a.pid, signal.SIGCONT)
         out_a = a.communicate(timeout=600)[0]
         assert a.returncode == 0 and "dnalm finished" in out_a, out_a[-3000:]
+        assert "windows of 12 sequences" in (logdir / "make_windows/make_windows.log").read_text()
+        assert "12 sequences from bed input" in (logdir / "extract_regions/extract_regions.log").read_text()
     finally:
         if a.poll() is None:
             os.killpg(a.pid, signal.SIGCONT)
