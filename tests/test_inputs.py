@@ -76,7 +76,7 @@ def _age(path: Path, seconds: int = 100) -> None:
 # ------------------------------------------------------- 1: stale or foreign indexes
 
 
-def test_rewrapped_fasta_with_a_newer_fai_is_reindexed(tmp_path, phix):
+def test_rewrapped_fasta_with_a_newer_fai_is_reindexed(tmp_path, phix, capsys):
     """A FASTA re-wrapped from 60 to 80 columns while its .fai stays newer: the old
     index would shift every base (or read a newline as a base); it is rebuilt."""
     records = _records(phix)
@@ -86,6 +86,8 @@ def test_rewrapped_fasta_with_a_newer_fai_is_reindexed(tmp_path, phix):
     _age(fasta)  # the .fai looks up to date by its mtime
     assert check_fai(fasta).stale
     assert ensure_fasta_index(fasta) == fasta
+    assert f"dnalm: {fasta} has a .fai index that does not belong to it (the first line of record chrA" \
+        in capsys.readouterr().err
     with open_fasta(fasta) as fa:
         for name, seq in records.items():
             assert fa.fetch(name) == seq

@@ -468,6 +468,8 @@ def ensure_fasta_index(fasta: str | os.PathLike, fallback_dir: str | os.PathLike
         if _index_problem(target) is None:
             return target
         print(f"dnalm: {path} {problem} in a read-only folder; indexing it in {fallback_dir}", file=sys.stderr)
+    elif Path(f"{path}.fai").exists():
+        print(f"dnalm: {path} {problem}; rebuilding it", file=sys.stderr)
     _build_index(target)
     problem = _index_problem(target)
     if problem:
