@@ -28,5 +28,14 @@ rule all:
         final_outputs(),
 
 
+onstart:
+    start_run()
+
+
 onsuccess:
+    end_run()
     print_outputs()
+
+
+onerror:
+    end_run()

@@ -27,13 +27,17 @@ from dnalm.encoders import (
     window_fit,
 )
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, plan_inputs
+from dnalm.extract import RegionSource, plan_inputs, save_plan
 from dnalm.windows import WindowSpec, plan_shards, shard_name
+from dnalm.workflow import check_run_folder, release_run_lock, take_run_lock
 
 validate(config, workflow.source_path("../config/schema.yaml"))
 
-OUT = config["outdir"].rstrip("/")
-LOGS = config["logdir"].rstrip("/")
+try:  # an empty or root outdir/logdir would put every file at the filesystem root
+    OUT = check_run_folder(config["outdir"], "outdir")
+    LOGS = check_run_folder(config["logdir"], "logdir")
+except InputError as err:
+    raise WorkflowError(str(err))
 
 
 def out(path):
@@ -55,19 +59,27 @@ WINDOWS = WindowSpec(
 )
 
 # The shard plan comes from sequence lengths, so the DAG is static and a dry
-# run shows every embedding job. Bad input is reported here, before any job.
+# run shows every embedding job. Bad input is reported here, before any job. The
+# plan is saved under the outdir when a run starts, and read back (while the inputs
+# are unchanged) by every later DAG build, the cluster jobs' included.
 try:
     WINDOWS.check()
-    _LENGTHS, COORDINATES_DIGEST, LABELLED = plan_inputs(INPUT)
+    PLAN = plan_inputs(INPUT, OUT)
 except InputError as err:
     raise WorkflowError(str(err))
-SHARDS = [shard_name(i) for i in range(plan_shards(_LENGTHS, WINDOWS))]
-del _LENGTHS
+SHARDS = [shard_name(i) for i in range(plan_shards(PLAN.lengths, WINDOWS))]
+COORDINATES_DIGEST, LABELLED = PLAN.coordinates_digest, PLAN.labelled
+# The FASTA the jobs read: the configured one, or under <outdir>/reference/ a
+# symlink to it with an index (read-only folder) or a bgzip copy that rule
+# bgzip_fasta makes of plain gzip.
+FASTA = PLAN.fasta.path
+FASTA_COPY = [FASTA] if PLAN.fasta.recompress else []
 
 # Only the input keys of the active mode reach the rules (as params), so a key that
-# mode ignores re-runs nothing.
+# mode ignores re-runs nothing. The BED's path is not among them: its coordinates
+# (COORDINATES_DIGEST) decide, so a relabelled copy of the BED re-runs no windows.
 _MODE_KEYS = {
-    "bed": ["reference", "bed"],
+    "bed": ["reference"],
     "tiles": ["reference", "tiles"],
     "fasta": ["sequences"],
 }
@@ -80,6 +92,20 @@ LABEL_SOURCE = {
     "bed_columns": config["input"]["bed_columns"] if INPUT.mode == "bed" else {},
     "labels": INPUT.labels if INPUT.mode == "fasta" else "",
 }
+
+
+def start_run():
+    """onstart (real runs only, not dry runs): lock the outdir, save the input plan."""
+    try:
+        take_run_lock(OUT)
+    except InputError as err:
+        raise WorkflowError(str(err))
+    save_plan(PLAN, OUT)
+
+
+def end_run():
+    """onsuccess/onerror: give the outdir lock back."""
+    release_run_lock(OUT)
 
 
 wildcard_constraints:

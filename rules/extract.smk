@@ -1,15 +1,30 @@
 # Coordinates and labels are two rules: the windows and embeddings depend only on
 # the coordinates, whose content (a digest made when the DAG is built) is the
-# param that re-runs them. The region files are `ancient` for that reason: a BED
-# edited only in its label or split columns re-runs extract_labels, training and
-# classification, and nothing upstream. The FASTA's bases are read (and tracked)
-# by make_windows.
+# param that re-runs them. The BED is therefore no input of extract_regions and
+# its path reaches the job as a pathlib.Path, a param type Snakemake does not
+# compare between runs: a BED edited, or replaced by a new file, only in its label
+# or split columns re-runs extract_labels, training and classification, and
+# nothing upstream. The FASTA is `ancient` for the same reason; its bases are read
+# (and tracked) by make_windows.
+
+
+rule bgzip_fasta:
+    input:
+        INPUT.fasta,
+    output:
+        fasta=FASTA_COPY,
+        index=[f"{f}.{ext}" for f in FASTA_COPY for ext in ("fai", "gzi")],
+    log:
+        logfile("bgzip_fasta/bgzip_fasta.log"),
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../scripts/bgzip_fasta.py"
 
 
 rule extract_regions:
     input:
-        fasta=ancient(INPUT.fasta),
-        regions_file=[ancient(INPUT.bed)] if INPUT.mode == "bed" else [],
+        fasta=ancient(FASTA),
     output:
         out("regions/regions.parquet"),
     log:
@@ -18,6 +33,7 @@ rule extract_regions:
         "../envs/cpu.yaml"
     params:
         source=REGION_SOURCE,
+        bed=Path(INPUT.bed),
         coordinates=COORDINATES_DIGEST,
     script:
         "../scripts/extract_regions.py"

@@ -1,7 +1,7 @@
 rule make_windows:
     input:
         regions=out("regions/regions.parquet"),
-        fasta=INPUT.fasta,
+        fasta=FASTA,
     output:
         shards=WINDOW_SHARDS,
         sequences=out("windows/sequences.parquet"),

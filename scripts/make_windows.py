@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from dnalm.io import read_parquet, read_provenance
 from dnalm.windows import WindowSpec, write_shards
 from dnalm.workflow import step
 
 with step(snakemake):
     spec = WindowSpec(size=snakemake.params.size, stride=snakemake.params.stride,
                       per_shard=snakemake.params.per_shard, iupac=snakemake.params.iupac)
-    regions = pq.read_table(snakemake.input.regions).to_pandas()
+    regions = read_parquet(snakemake.input.regions, rule="extract_regions").to_pandas()
     out_dir = Path(snakemake.output.sequences).parent
-    write_shards(regions, snakemake.input.fasta, spec, str(out_dir), snakemake.params.n_shards)
+    write_shards(regions, snakemake.input.fasta, spec, str(out_dir), snakemake.params.n_shards,
+                 reference=read_provenance(snakemake.input.regions).get("reference"))

@@ -43,3 +43,22 @@ def copy_fasta(src: Path, folder: Path) -> Path:
     dst = Path(folder) / src.name
     shutil.copyfile(src, dst)
     return dst
+
+
+def read_only(folder: Path, cmd: list[str]) -> list[str]:
+    """`cmd`, to be run with `folder` read-only. Root writes through file modes, so as
+    root the folder becomes a read-only bind mount in a private mount namespace; any
+    other user gets it with mode 555 (the caller restores the mode)."""
+    import os
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        Path(folder).chmod(0o555)
+        return cmd
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", script, str(folder), "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make {folder} read-only as root here (unshare -m: {probe.stderr.decode().strip()})")
+    return ["unshare", "-m", "sh", "-c", script, str(folder), *cmd]

@@ -108,3 +108,28 @@ def test_keys_of_another_mode_rerun_nothing(trained_bed_run):
     wd, _, _ = trained_bed_run
     jobs = dry_run_with(wd, "tiles_keys.yaml", {"input": {"tiles": {"length": 999}, "sequences": "x.fa"}})
     assert jobs == {}
+
+
+def test_relabelling_through_a_new_bed_file_reembeds_nothing(copied_run):
+    """input.bed pointed at a new file whose coordinates are the old ones: the coordinates
+    decide, not the path, so only labels, training and classification re-run."""
+    from conftest import deep_merge
+
+    wd = copied_run
+    lines = wd.path("regions.bed").read_text().splitlines()
+    relabelled = []
+    for line in lines:
+        cols = line.split("\t")
+        cols[7] = "test" if cols[7] == "train" else "train"
+        relabelled.append("\t".join(cols))
+    wd.path("relabelled.bed").write_text("\n".join(relabelled) + "\n")
+    cfg = wd.write_config("relabel.yaml", deep_merge(BED, {"input": {"bed": "relabelled.bed"}}))
+    run = wd.snakemake("-n", configs=[cfg])
+    assert jobs_in_dry_run(run.output) == {**AFTER_EMBEDDING, "extract_labels": 1}, run.output
+    # A new file with other coordinates re-runs everything from the regions on.
+    cols = relabelled[0].split("\t")
+    cols[2] = str(int(cols[2]) - 100)
+    wd.path("moved.bed").write_text("\n".join(["\t".join(cols)] + relabelled[1:]) + "\n")
+    cfg = wd.write_config("moved.yaml", deep_merge(BED, {"input": {"bed": "moved.bed"}}))
+    jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[cfg]).output)
+    assert jobs["extract_regions"] == 1 and jobs["make_windows"] == 1 and jobs["embed_shard"] == 4

@@ -12,8 +12,13 @@ FASTA when windows are cut, so no genome is ever held in memory here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import math
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +26,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from . import __version__
 from .errors import InputError
-from .io import fai_digest, open_text, read_fai, write_table_atomic
+from .io import (
+    FastaAccess,
+    atomic_path,
+    open_text,
+    plan_fasta,
+    read_fai,
+    read_parquet,
+    reference_dir,
+    scan_fasta,
+    write_table_atomic,
+)
 
 # The regions table, declared once: writer (extract_regions) and readers agree.
 REGIONS_SCHEMA = pa.schema(
@@ -84,22 +100,45 @@ class RegionSource:
         )
 
 
-def load_regions(source: RegionSource) -> pd.DataFrame:
-    """The regions table for a source, validated against the FASTA's index."""
-    if source.mode == "bed" and not source.bed:
-        raise InputError("input.mode is bed but no BED is configured", fix="set input.bed")
-    if source.mode == "fasta" and not source.sequences:
-        raise InputError("input.mode is fasta but no FASTA of sequences is configured",
-                         fix="set input.sequences")
+    def check(self) -> None:
+        """Settings that need no file: the mode, its paths, the tiling."""
+        if self.mode not in ("bed", "tiles", "fasta"):
+            raise InputError(f"unknown input mode {self.mode!r}", fix="set input.mode to bed, tiles or fasta")
+        if self.mode == "bed" and not self.bed:
+            raise InputError("input.mode is bed but no BED is configured", fix="set input.bed")
+        if self.mode == "fasta" and not self.sequences:
+            raise InputError("input.mode is fasta but no FASTA of sequences is configured",
+                             fix="set input.sequences")
+        if self.mode == "tiles":
+            if self.tile_length < 1 or self.tile_step < 1:
+                raise InputError("tile length and step must be positive", fix="set input.tiles.length and .step")
+            if self.tile_step > self.tile_length:
+                raise InputError(
+                    f"input.tiles.step ({self.tile_step}) is larger than input.tiles.length ({self.tile_length}): "
+                    "the bases between tiles would never be classified",
+                    fix="use a step no larger than the tile length (equal: tiles touch; smaller: they overlap)")
+
+
+def fasta_records(source: RegionSource, fasta: str | None = None) -> dict[str, int]:
+    """Record name -> length of the FASTA the sequences come from (`fasta`: the path the
+    jobs read, default the configured one). Mode fasta reads every record by streaming,
+    so repeated names and empty records are found; the other modes read the index."""
+    fasta = fasta or source.fasta
+    return scan_fasta(fasta) if source.mode == "fasta" else read_fai(fasta)
+
+
+def load_regions(source: RegionSource, contigs: dict[str, int] | None = None, labels: bool = True) -> pd.DataFrame:
+    """The regions table for a source, validated against the FASTA's records
+    (`contigs`, name -> length; read from the configured FASTA when not given).
+    `labels=False` leaves the BED's label and split columns unread."""
+    source.check()
+    if contigs is None:
+        contigs = fasta_records(source)
     if source.mode == "bed":
-        regions = regions_from_bed(source.bed, read_fai(source.reference), source)
-    elif source.mode == "tiles":
-        regions = regions_from_tiles(read_fai(source.reference), source)
-    elif source.mode == "fasta":
-        regions = regions_from_fasta(source.sequences, source.labels)
-    else:
-        raise InputError(f"unknown input mode {source.mode!r}", fix="set input.mode to bed, tiles or fasta")
-    return regions
+        return regions_from_bed(source.bed, contigs, source, labels)
+    if source.mode == "tiles":
+        return regions_from_tiles(contigs, source)
+    return regions_from_fasta(source.sequences, source.labels, contigs)
 
 
 def _empty_or_none(value: str) -> str | None:
@@ -131,14 +170,15 @@ def _suggest_contigs(missing: str, available: list[str]) -> str:
     return f"Contigs in the FASTA: {shown}.{hint}"
 
 
-def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) -> pd.DataFrame:
+def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource, labels: bool = True) -> pd.DataFrame:
     """Parse a BED file line by line, so every error can name its line."""
     path = Path(bed)
     if not path.exists():
         raise InputError("BED file does not exist", path=path, fix="check input.bed in the config")
     rows: list[tuple] = []
     seen: dict[str, int] = {}
-    for lineno, cols in _bed_lines(path):
+    skipped: list[int] = []
+    for lineno, cols in _bed_lines(path, skipped):
         where = f"{path}:{lineno}"
         if len(cols) < 3:
             raise InputError(
@@ -174,24 +214,38 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource) ->
                 f"region name {name!r} already used on line {seen[name]}", path=where,
                 fix="give every region a unique name in column 4 (or leave column 4 empty)")
         seen[name] = lineno
-        label = _column(cols, source.label_column)
-        split = normalise_split(_column(cols, source.split_column), where)
+        label = _column(cols, source.label_column) if labels else None
+        split = normalise_split(_column(cols, source.split_column), where) if labels else None
         rows.append((name, chrom, start, end, strand, end - start, label, split))
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
-    return _frame(rows)
+    frame = _frame(rows)
+    check_label_spellings(frame["label"].tolist(), lambda i: f"{path}:{seen[rows[i][0]]}")
+    frame.attrs["skipped_lines"] = len(skipped)
+    return frame
 
 
-def _bed_lines(path):
+# UCSC header lines: `track` then key=value pairs, `browser` then a word (position,
+# hide, ...). A contig that merely starts with these words (track_1, browser\t0\t10)
+# is data.
+_HEADER = re.compile(r"(track\s+[A-Za-z_][\w.-]*=|browser\s+[A-Za-z])")
+
+
+def _bed_lines(path, skipped: list[int] | None = None):
     """(line number, tab-separated columns) of each data line of a BED (gzip or plain),
-    skipping blank, comment, track and browser lines. A byte that is not UTF-8 is
-    one clear error naming the line."""
+    skipping blank, comment (#), track and browser lines (their numbers go into
+    `skipped`). A byte that is not UTF-8 is one clear error naming the line."""
     lineno = 0
     with open_text(path) as fh:
         try:
             for lineno, line in enumerate(fh, start=1):
-                if line.strip() and not line.startswith(("#", "track", "browser")):
-                    yield lineno, line.rstrip("\n\r").split("\t")
+                if not line.strip():
+                    continue
+                if line.startswith("#") or _HEADER.match(line):
+                    if skipped is not None:
+                        skipped.append(lineno)
+                    continue
+                yield lineno, line.rstrip("\n\r").split("\t")
         except UnicodeDecodeError:
             raise InputError(f"line {lineno + 1} is not UTF-8 text", path=path,
                              fix="a BED file is plain tab-separated text; check it is not a binary or BigBed "
@@ -228,13 +282,12 @@ def _regex(pattern: str, key: str) -> re.Pattern:
 
 
 def tiled_contigs(contigs: dict[str, int], source: RegionSource) -> dict[str, int]:
-    """The contigs the include/exclude patterns keep (full matches), in FASTA order."""
-    if source.tile_length < 1 or source.tile_step < 1:
-        raise InputError("tile length and step must be positive", fix="set input.tiles.length and .step")
+    """The non-empty contigs the include/exclude patterns keep (full matches), in FASTA order."""
+    source.check()
     include = [_regex(p, "input.tiles.include") for p in source.include]
     exclude = [_regex(p, "input.tiles.exclude") for p in source.exclude]
     kept = {chrom: length for chrom, length in contigs.items()
-            if (not include or any(p.fullmatch(chrom) for p in include))
+            if length > 0 and (not include or any(p.fullmatch(chrom) for p in include))
             and not any(p.fullmatch(chrom) for p in exclude)}
     if not kept:
         raise InputError(
@@ -260,8 +313,15 @@ def regions_from_tiles(contigs: dict[str, int], source: RegionSource) -> pd.Data
     return _typed(frame)
 
 
-def regions_from_fasta(fasta: str, labels: str) -> pd.DataFrame:
-    contigs = read_fai(fasta)
+def regions_from_fasta(fasta: str, labels: str, contigs: dict[str, int] | None = None) -> pd.DataFrame:
+    """One sequence per record (`contigs`: name -> length, in file order, as
+    `scan_fasta` gives them). Every record needs bases."""
+    if contigs is None:
+        contigs = scan_fasta(fasta)
+    for number, (name, length) in enumerate(contigs.items(), start=1):
+        if length == 0:
+            raise InputError(f"record {number} ({name}) has no sequence", path=fasta,
+                             fix="remove the empty record")
     frame = pd.DataFrame({"seq_id": list(contigs), "chrom": list(contigs), "start": 0,
                           "end": list(contigs.values()), "strand": "+"})
     frame["length"] = frame["end"]
@@ -272,43 +332,96 @@ def regions_from_fasta(fasta: str, labels: str) -> pd.DataFrame:
     return _typed(frame)
 
 
-def _attach_labels_table(frame: pd.DataFrame, labels: str, fasta: str) -> None:
-    """Fill frame's label/split from a labels table that must cover every sequence."""
+def _attach_labels_table(frame: pd.DataFrame, labels: str, fasta: str) -> int:
+    """Fill frame's label/split from a labels table. Records without a row stay
+    unlabelled (classified, not trained); their count is returned. An id that no
+    record has is an error: it is most often a typo."""
     table = read_labels(labels)
-    missing = frame.loc[~frame["seq_id"].isin(table.index), "seq_id"].tolist()
-    if missing:
+    unknown = table.index[~table.index.isin(frame["seq_id"])].tolist()
+    if unknown:
+        line = table["line"].loc[unknown[0]]
         raise InputError(
-            f"the labels table lacks {len(missing)} of the {len(frame)} sequences in {fasta}, "
-            f"e.g. {', '.join(missing[:3])}",
-            path=labels, fix="add a row (id, label, split) for each, or remove them from the FASTA")
-    frame["label"] = table.loc[frame["seq_id"], "label"].to_numpy()
-    frame["split"] = table.loc[frame["seq_id"], "split"].to_numpy()
+            f"{len(unknown)} id(s) name no record of {fasta}, e.g. {unknown[0]!r} (line {line})"
+            + (f", {', '.join(map(repr, unknown[1:3]))}" if len(unknown) > 1 else ""),
+            path=labels, fix="correct the id to the record's name (the first word of its FASTA header), or "
+                             "remove the row")
+    frame["label"] = table["label"].reindex(frame["seq_id"]).to_numpy()
+    frame["split"] = table["split"].reindex(frame["seq_id"]).to_numpy()
+    return int((~frame["seq_id"].isin(table.index)).sum())
+
+
+def _sniff_separator(path: Path) -> str:
+    """Tab or comma, from the header line: what the file holds, whatever its name says."""
+    with open_text(path) as fh:
+        try:
+            header = fh.readline()
+        except UnicodeDecodeError:
+            raise InputError("is not UTF-8 text", path=path,
+                             fix="save the labels table as plain (UTF-8) TSV or CSV text") from None
+    if "\t" in header:
+        return "\t"
+    if "," in header:
+        return ","
+    return "," if path.name.endswith((".csv", ".csv.gz")) else "\t"
 
 
 def read_labels(path: str) -> pd.DataFrame:
-    """A labels table (TSV or CSV, header: id, label[, split]) indexed by id."""
+    """A labels table (TSV or CSV, header: id, label[, split]) indexed by id, with the
+    file's line number of each row in column `line`. The separator is read from the
+    header line, so a comma-separated file named .tsv is read as CSV."""
     p = Path(path)
     if not p.exists():
         raise InputError("labels table does not exist", path=p, fix="check input.labels in the config")
-    sep = "," if p.name.endswith((".csv", ".csv.gz")) else "\t"
+    sep = _sniff_separator(p) if p.stat().st_size else "\t"
+    kind = "CSV" if sep == "," else "TSV"
     try:
-        table = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
+        table = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot be read as a {'CSV' if sep == ',' else 'TSV'} table ({err})", path=p,
-                         fix="write a header line id<TAB>label<TAB>split and one row per sequence") from None
+        raise InputError(f"cannot be read as a {kind} table ({str(err).strip()})", path=p,
+                         fix="write a header line id<TAB>label<TAB>split (or id,label,split) and one row per "
+                             "sequence") from None
     if "id" not in table.columns or "label" not in table.columns:
         raise InputError(
-            f"needs columns 'id' and 'label' (and optionally 'split'); found {list(table.columns)}",
-            path=p, fix="add a header line: id<TAB>label<TAB>split")
+            f"read as {kind}, its first line has the columns {list(table.columns)}; the header needs 'id' and "
+            "'label' (and optionally 'split')",
+            path=p, fix="make the first line the header id<TAB>label<TAB>split (tabs or commas, one kind "
+                        "throughout)")
+    table["line"] = np.arange(len(table)) + 2
     dup = table["id"][table["id"].duplicated()]
     if len(dup):
-        raise InputError(f"id {dup.iloc[0]!r} appears more than once", path=p, fix="keep one row per id")
+        first = table.loc[table["id"] == dup.iloc[0], "line"].tolist()
+        raise InputError(f"id {dup.iloc[0]!r} appears on lines {first[0]} and {first[1]}", path=p,
+                         fix="keep one row per id")
     table["label"] = table["label"].map(_empty_or_none)
+    check_label_spellings(table["label"].tolist(), lambda i: f"{p}:{table['line'].iloc[i]}")
     if "split" in table.columns:
-        table["split"] = [normalise_split(v, f"{p} (id {i})") for i, v in zip(table["id"], table["split"])]
+        table["split"] = [normalise_split(v, f"{p}:{line} (id {i})")
+                          for i, v, line in zip(table["id"], table["split"], table["line"])]
     else:
         table["split"] = None
-    return table.set_index("id")[["label", "split"]]
+    return table.set_index("id")[["label", "split", "line"]]
+
+
+def check_label_spellings(labels: list, where) -> None:
+    """Labels that are one number written two ways ('1' and '1.0', '0' and '00') would
+    become two classes: refuse them, naming where each spelling first appears
+    (`where(i)` describes the place of labels[i])."""
+    spellings: dict[float, list[str]] = {}
+    for label in pd.unique(pd.Series(labels, dtype=object).dropna()):
+        try:
+            number = float(label)
+        except ValueError:
+            continue
+        if not math.isnan(number):
+            spellings.setdefault(number, []).append(label)
+    for seen in spellings.values():
+        if len(seen) > 1:
+            a, b = seen[:2]
+            raise InputError(
+                f"labels {a!r} ({where(labels.index(a))}) and {b!r} ({where(labels.index(b))}) are the same "
+                "number written two ways; they would become two classes",
+                fix=f"write each class one way throughout (e.g. all {a!r}); if they are different classes, give "
+                    "them names that are not numbers")
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
@@ -354,17 +467,24 @@ def labels_for(regions: pd.DataFrame, source: dict) -> pd.DataFrame:
         frame["label"] = frame["seq_id"].map(parsed["label"])
         frame["split"] = frame["seq_id"].map(parsed["split"])
     elif full.mode == "fasta" and full.labels:
-        _attach_labels_table(frame, full.labels, "the FASTA")
+        unlabelled = _attach_labels_table(frame, full.labels, full.sequences or "the FASTA")
+        if unlabelled:
+            print(f"{unlabelled} of {len(frame)} FASTA records have no row in {full.labels}: they are "
+                  "unlabelled (classified, not trained)", file=sys.stderr)
     return _typed(frame)
 
 
 def _bed_labels(source: RegionSource) -> pd.DataFrame:
     """seq_id -> label, split from the BED's label/split columns (names as regions_from_bed gives them)."""
     rows = {}
+    lines = []
     for lineno, cols in _bed_lines(source.bed):
         rows[_bed_name(cols)] = (_column(cols, source.label_column),
                                  normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
+        lines.append(lineno)
+    parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
+    check_label_spellings([label for label, _ in rows.values()], lambda i: f"{source.bed}:{lines[i]}")
+    return parsed
 
 
 def _bed_name(cols: list[str]) -> str:
@@ -380,11 +500,9 @@ def _bed_name(cols: list[str]) -> str:
 
 def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFrame:
     """The regions table with label and split (None where unknown)."""
-    import pyarrow.parquet as pq
-
-    frame = pq.read_table(regions_path).to_pandas()
+    frame = read_parquet(regions_path, rule="extract_regions").to_pandas()
     if labels_path:
-        labels = pq.read_table(labels_path).to_pandas()
+        labels = read_parquet(labels_path, rule="extract_labels").to_pandas()
         if labels["seq_id"].tolist() != frame["seq_id"].tolist():
             raise RuntimeError(f"{labels_path} and {regions_path} list different sequences: re-run extract_regions")
         frame["label"], frame["split"] = labels["label"].to_numpy(), labels["split"].to_numpy()
@@ -394,22 +512,13 @@ def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFr
     return _typed(frame)
 
 
-def check_fasta_records(fasta: str) -> None:
+def check_fasta_records(fasta: str) -> dict[str, int]:
     """Mode fasta: every record is one sequence, so each needs a unique name and some
     bases. The .fai silently keeps the first of two records with one name and skips
-    empty ones; one pass over the headers catches both."""
-    import pysam
-
-    seen: set[str] = set()
-    with pysam.FastxFile(str(fasta)) as records:
-        for number, record in enumerate(records, start=1):
-            if record.name in seen:
-                raise InputError(f"record {number} repeats the name {record.name!r}", path=fasta,
-                                 fix="give every record a unique name (the first word of its header)")
-            if not record.sequence:
-                raise InputError(f"record {number} ({record.name}) has no sequence", path=fasta,
-                                 fix="remove the empty record")
-            seen.add(record.name)
+    empty ones; one streaming pass catches both. Returns name -> length."""
+    records = scan_fasta(fasta)
+    regions_from_fasta(str(fasta), "", records)  # raises on an empty record
+    return records
 
 
 def coordinates_digest(frame: pd.DataFrame) -> str:
@@ -424,20 +533,98 @@ def coordinates_digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def plan_inputs(source: RegionSource) -> tuple[np.ndarray, str, bool]:
-    """What the Snakefile needs when it builds the DAG, as cheaply as possible:
-    sequence lengths (for the shard plan), a digest of the coordinates (a param
-    of extract_regions) and whether any sequence is labelled.
+@dataclass(frozen=True)
+class InputPlan:
+    """What the Snakefile needs when it builds the DAG: sequence lengths (for the shard
+    plan), a digest of the coordinates (a param of extract_regions), whether any
+    sequence is labelled, and how jobs read the FASTA. `key` says which inputs it was
+    made from (see `plan_key`)."""
 
-    A genome tiling is counted from the .fai without building millions of rows;
-    BED and FASTA inputs are parsed and validated here, so bad input stops the
-    run before any job.
-    """
+    lengths: np.ndarray
+    coordinates_digest: str
+    labelled: bool
+    fasta: FastaAccess
+    key: str = ""
+
+
+def plan_inputs(source: RegionSource, outdir: str) -> InputPlan:
+    """The input plan, from the cache under `outdir` when the inputs have not changed
+    since it was saved (`save_plan`), else made afresh: a genome tiling is counted
+    from the index without building millions of rows; BED and FASTA inputs are parsed
+    and validated, so bad input stops the run before any job."""
+    source.check()
+    cached = load_plan(outdir, plan_key(source, outdir))
+    if cached is not None:
+        return cached
+    fasta, contigs = plan_fasta(source.fasta, outdir, scan=source.mode == "fasta")
     if source.mode == "tiles":
-        kept = tiled_contigs(read_fai(source.reference), source)
-        lengths = [np.full(len(tile_starts(length, source.tile_length, source.tile_step)),
-                           min(length, source.tile_length), dtype=np.int64) for length in kept.values()]
-        settings = f"{fai_digest(source.reference)}|{source.tile_length}|{source.tile_step}|{sorted(kept)}"
-        return np.concatenate(lengths), hashlib.sha256(settings.encode()).hexdigest()[:16], False
-    frame = load_regions(source)
-    return frame["length"].to_numpy(), coordinates_digest(frame), bool(frame["label"].notna().any())
+        kept = tiled_contigs(contigs, source)
+        lengths = np.concatenate([
+            np.full(len(tile_starts(length, source.tile_length, source.tile_step)),
+                    min(length, source.tile_length), dtype=np.int64) for length in kept.values()])
+        names = hashlib.sha256("\n".join(f"{c}\t{n}" for c, n in kept.items()).encode()).hexdigest()
+        digest = hashlib.sha256(f"{names}|{source.tile_length}|{source.tile_step}".encode()).hexdigest()[:16]
+        labelled = False
+    else:
+        frame = load_regions(source, contigs)
+        lengths, digest = frame["length"].to_numpy(), coordinates_digest(frame)
+        labelled = bool(frame["label"].notna().any())
+    # Indexes may have been (re)built just now: the key is taken after.
+    return InputPlan(lengths, digest, labelled, fasta, plan_key(source, outdir))
+
+
+def _plan_file(outdir: str) -> Path:
+    return Path(outdir) / ".dnalm" / "plan.npz"
+
+
+def _file_state(path: str | os.PathLike) -> list | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def plan_key(source: RegionSource, outdir: str) -> str:
+    """A digest of everything a plan is made from: the input settings, the size and
+    mtime of every input file and index (beside the FASTA or under `outdir`), and the
+    code that parses them. Any change makes a new key, so a stale plan is never used."""
+    files = [source.fasta, source.bed if source.mode == "bed" else "",
+             source.labels if source.mode == "fasta" else ""]
+    if source.fasta:
+        local = reference_dir(outdir) / Path(source.fasta).name
+        for fasta in (source.fasta, local):
+            files += [f"{fasta}.fai", f"{fasta}.gzi"]
+    code = [(Path(__file__).parent / name).read_bytes() for name in ("extract.py", "io.py")]
+    state = {
+        "version": __version__,
+        "code": hashlib.sha256(b"".join(code)).hexdigest(),
+        "source": dataclasses.asdict(source),
+        "outdir": os.path.abspath(outdir),
+        "files": [_file_state(f) if f else None for f in files],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def load_plan(outdir: str, key: str) -> InputPlan | None:
+    """The saved plan, if it was made from the inputs `key` describes."""
+    path = _plan_file(outdir)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            if meta["key"] != key:
+                return None
+            return InputPlan(stored["lengths"], meta["coordinates_digest"], meta["labelled"],
+                             FastaAccess(**meta["fasta"]), key)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_plan(plan: InputPlan, outdir: str) -> None:
+    """Keep the plan under `outdir`, so the DAG builds of cluster jobs (and reruns)
+    read it instead of parsing the inputs again."""
+    meta = {"key": plan.key, "coordinates_digest": plan.coordinates_digest, "labelled": plan.labelled,
+            "fasta": dataclasses.asdict(plan.fasta)}
+    with atomic_path(_plan_file(outdir)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, lengths=plan.lengths, meta=np.array(json.dumps(meta)))

@@ -177,9 +177,10 @@ SEQUENCES_FILE = "sequences.parquet"
 
 
 def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: str,
-                 expected_shards: int) -> int:
+                 expected_shards: int, reference: str | None = None) -> int:
     """Cut every region into windows; write `shard_NNNNN.parquet` files and the
-    per-sequence summary `sequences.parquet` into `out_dir`.
+    per-sequence summary `sequences.parquet` into `out_dir`. The bases are read
+    from `fasta`; provenance names `reference` (the configured file, default `fasta`).
 
     All files appear together or not at all: they are written into a temporary
     folder and moved into place only when every sequence has passed its checks.
@@ -187,7 +188,7 @@ def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: s
     spec.check()
     provenance = {
         "stage": "windows",
-        "reference": str(fasta),
+        "reference": str(reference or fasta),
         "reference_fai_sha256": fai_digest(fasta),
         "window_size": spec.size,
         "window_stride": spec.stride,
