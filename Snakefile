@@ -1,6 +1,7 @@
-# dnalm: classify DNA sequences of any length with a DNABERT-style encoder.
-# Stages: extract regions -> windows in Parquet shards -> embeddings per shard
-# -> trained heads -> per-sequence tables and tracks. See README.md.
+# dnalm: classify DNA sequences of any length with DNA language models.
+# Stages: extract regions -> windows in Parquet shards -> [pretrain the encoder]
+# -> [fine-tune it with a head] -> embeddings per shard -> heads trained on them
+# (and the k-mer/GC baselines) -> per-sequence tables and tracks. See README.md.
 
 from snakemake.utils import min_version
 
@@ -17,6 +18,8 @@ include: "rules/common.smk"
 include: "rules/extract.smk"
 include: "rules/windows.smk"
 include: "rules/embed.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
 include: "rules/train.smk"
 include: "rules/classify.smk"
 include: "rules/report.smk"

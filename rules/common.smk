@@ -28,6 +28,8 @@ from dnalm.encoders import (
 )
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs, save_plan
+from dnalm.settings import check_hierarchical_shape
+from dnalm.splits import check_training_classes
 from dnalm.windows import WindowSpec, plan_shards, shard_name
 from dnalm.workflow import check_run_folder, release_run_lock, take_run_lock
 
@@ -199,13 +201,70 @@ else:
             "Fix: give labels (BED label column, or input.labels for a FASTA), or set "
             "classify.pretrained_head to annotate with a trained head."
         )
-    HEADS = list(config["heads"]["train"])
+    HEADS = list(config["heads"]["train"]) + (
+        ["finetuned"] if config["finetune"]["activate"] else []
+    )
+    if not HEADS:
+        raise WorkflowError(
+            "heads.train is empty and finetune.activate is false: nothing would classify.\n"
+            "Fix: list heads in heads.train (hierarchical, mean) or set finetune.activate: true."
+        )
+    # What can be checked before any (GPU) job: two classes to train on, a head shape that builds.
+    try:
+        for _note in check_training_classes(
+            PLAN.classes["train"], PLAN.classes["other"], INPUT.bed or INPUT.labels
+        ):
+            print(f"note: {_note}", file=sys.stderr)
+        _hier = config["heads"]["hierarchical"]
+        check_hierarchical_shape(_hier["d_model"], _hier["attention_heads"])
+    except InputError as err:
+        raise WorkflowError(str(err))
 TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS
+FINETUNE = config["finetune"]["activate"] and not PRETRAINED_HEAD
+PRETRAIN = config["pretrain"]["activate"]
 
 
-# A local model is given to embed_shard through its files (inputs); a hub id,
-# which has no local path to track, through this param.
+# A local model is given to jobs through its files (inputs); a hub id, which has no
+# local path to track, through a param.
 ENCODER_HUB_ID = "" if ENCODER_FILES else ENCODER_DIR
+
+# The encoder chain: the configured model -> [pretrain] -> [finetune] -> embeddings.
+# Each step hands the next a model folder (a directory output) like any checkpoint.
+PRETRAIN_FASTAS = list(config["pretrain"]["fasta"]) or [FASTA]
+BASE_FILES, BASE_HUB_ID = ENCODER_FILES, ENCODER_HUB_ID  # what pretrain starts from
+if PRETRAIN:
+    BASE_FILES, BASE_HUB_ID = [out("pretrain/encoder")], ""  # what finetune starts from
+EMBED_FILES, EMBED_HUB_ID = BASE_FILES, BASE_HUB_ID
+if FINETUNE:
+    EMBED_FILES, EMBED_HUB_ID = [out("finetune/encoder")], ""
+
+
+def learning_settings():
+    """The heads' shared settings (pooling, N threshold, validation cut, seed, class weights)."""
+    heads = config["heads"]
+    return dict(
+        pooling=heads["pooling"],
+        max_n_fraction=heads["max_n_fraction"],
+        val_fraction=heads["training"]["val_fraction"],
+        class_weights=heads["training"]["class_weights"],
+        seed=heads["training"]["seed"],
+    )
+
+
+def finetune_settings():
+    """Everything fine-tuning depends on (params): its section, the shared head settings,
+    and the hierarchical shape when that is the head it trains."""
+    ft = config["finetune"]
+    settings = {k: v for k, v in ft.items() if k not in ("activate", "lora")}
+    settings.update(learning_settings())
+    settings.update(
+        lora_r=ft["lora"]["r"],
+        lora_alpha=ft["lora"]["alpha"],
+        lora_dropout=ft["lora"]["dropout"],
+    )
+    if ft["head"] == "hierarchical":
+        settings.update(config["heads"]["hierarchical"])
+    return settings
 
 
 def head_dir(wildcards):
@@ -244,6 +303,7 @@ def final_outputs():
     if TRAINED_HEADS:
         outputs += expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS)
         outputs += [
+            out("baselines/metrics.json"),
             out("report/metrics.tsv"),
             out("report/confusion.png"),
             out("report/roc_pr.png"),
@@ -252,19 +312,23 @@ def final_outputs():
 
 
 def print_outputs():
+    from dnalm.baselines import baseline_keys, baseline_label
+    from dnalm.metrics import summary_line
+
     print("\ndnalm finished. Per-sequence tables:")
     for head in HEADS:
         print(f"  {out(f'classify/{head}/predictions.tsv')} (and .parquet)")
         metrics = Path(out(f"heads/{head}/metrics.json"))
         if metrics.exists() and not PRETRAINED_HEAD:
-            test = json.loads(metrics.read_text())["test"]
-            if test.get("n"):
-                auroc = test["auroc"] if test["auroc"] is not None else float("nan")
-                print(
-                    f"    {head} head, test split (n={test['n']}): accuracy {test['accuracy']:.3f}  "
-                    f"macro-F1 {test['macro_f1']:.3f}  MCC {test['mcc']:.3f}  AUROC {auroc:.3f}  "
-                    f"[{metrics}]"
-                )
+            print(
+                f"    {summary_line(f'{head} head', json.loads(metrics.read_text())['test'])}  [{metrics}]"
+            )
+    baselines = Path(out("baselines/metrics.json"))
+    if TRAINED_HEADS and baselines.exists():
+        found = json.loads(baselines.read_text())
+        print(f"  baselines on the same splits [{baselines}]:")
+        for key in baseline_keys(found):
+            print(f"    {summary_line(baseline_label(key), found[key]['test'])}")
     if config["classify"]["tracks"]:
         print(
             f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"

@@ -24,7 +24,7 @@ rule build_tiny_encoder:
 rule embed_shard:
     input:
         shard=out("windows/shard_{shard}.parquet"),
-        encoder=ENCODER_FILES,
+        encoder=EMBED_FILES,
     output:
         out("embeddings/shard_{shard}.parquet"),
     log:
@@ -41,7 +41,7 @@ rule embed_shard:
         tokens_per_batch=8192,
         compile=0,
     params:
-        hub_id=ENCODER_HUB_ID,
+        hub_id=EMBED_HUB_ID,
         spec=ENCODER_PARAMS,
     script:
         "../scripts/embed_shard.py"

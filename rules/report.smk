@@ -5,6 +5,7 @@
 rule report_metrics:
     input:
         metrics=expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS),
+        baselines=[out("baselines/metrics.json")] if TRAINED_HEADS else [],
         predictions=expand(
             out("classify/{head}/predictions.parquet"), head=TRAINED_HEADS
         ),

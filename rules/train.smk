@@ -9,6 +9,8 @@ rule train_head:
         metrics=out("heads/{head}/metrics.json"),
     log:
         logfile("train_head/{head}.log"),
+    wildcard_constraints:
+        head="hierarchical|mean",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -19,3 +21,27 @@ rule train_head:
         settings=train_settings,
     script:
         "../scripts/train_head.py"
+
+
+# The k-mer and GC logistic regressions, on exactly the heads' splits: what a user
+# compares the language model against.
+rule baselines:
+    input:
+        shards=WINDOW_SHARDS,
+        regions=out("regions/regions.parquet"),
+        labels=out("regions/labels.parquet"),
+    output:
+        out("baselines/metrics.json"),
+    log:
+        logfile("baselines/baselines.log"),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        kmer=config["baselines"]["kmer"],
+        settings=learning_settings(),
+    script:
+        "../scripts/baselines.py"

@@ -14,13 +14,12 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .compute import pick_device
 from .encoders import Encoder, EncoderSpec
 from .engine import Embedder, EngineSettings
 from .errors import InputError
-from .io import read_provenance, with_provenance, write_table_atomic
+from .io import read_parquet, read_provenance, with_provenance, write_table_atomic
 
 WINDOW_KEYS = ["window_id", "seq_index", "window_index", "start", "length", "n_fraction"]
 KEY_COLUMNS = WINDOW_KEYS + ["tokens", "passes"]
@@ -52,7 +51,7 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: 
     device = pick_device(device)
     windows_meta = read_provenance(shard_path)
     encoder = Encoder.load(spec, int(windows_meta["window_size"]), int(windows_meta["window_stride"]), device)
-    table = pq.read_table(shard_path, columns=WINDOW_KEYS + ["sequence"])
+    table = read_parquet(shard_path, columns=WINDOW_KEYS + ["sequence"], rule="make_windows")
     sequences = table.column("sequence").to_pylist()
     settings = settings or EngineSettings()
     identity = encoder.identity
@@ -103,7 +102,7 @@ def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarra
     keys, mats = [], []
     provenance: dict = {}
     for path in paths:
-        table = pq.read_table(path, columns=KEY_COLUMNS + [pooling])
+        table = read_parquet(path, columns=KEY_COLUMNS + [pooling], rule="embed_shard")
         if provenance:
             check_same_origin(read_provenance(path), provenance, path, paths[0])
         else:

@@ -545,6 +545,9 @@ class InputPlan:
     labelled: bool
     fasta: FastaAccess
     key: str = ""
+    # Classes of the labelled sequences marked (or defaulting to) train, and of those
+    # marked val/test: enough to refuse an untrainable label set before any job.
+    classes: dict = field(default_factory=lambda: {"train": [], "other": []})
 
 
 def plan_inputs(source: RegionSource, outdir: str) -> InputPlan:
@@ -564,13 +567,20 @@ def plan_inputs(source: RegionSource, outdir: str) -> InputPlan:
                     min(length, source.tile_length), dtype=np.int64) for length in kept.values()])
         names = hashlib.sha256("\n".join(f"{c}\t{n}" for c, n in kept.items()).encode()).hexdigest()
         digest = hashlib.sha256(f"{names}|{source.tile_length}|{source.tile_step}".encode()).hexdigest()[:16]
-        labelled = False
+        labelled, classes = False, {"train": [], "other": []}
     else:
         frame = load_regions(source, contigs)
         lengths, digest = frame["length"].to_numpy(), coordinates_digest(frame)
         labelled = bool(frame["label"].notna().any())
+        classes = _split_classes(frame)
     # Indexes may have been (re)built just now: the key is taken after.
-    return InputPlan(lengths, digest, labelled, fasta, plan_key(source, outdir))
+    return InputPlan(lengths, digest, labelled, fasta, plan_key(source, outdir), classes)
+
+
+def _split_classes(frame: pd.DataFrame) -> dict:
+    labelled = frame["label"].notna().to_numpy()
+    train = labelled & frame["split"].fillna("train").eq("train").to_numpy()
+    return {"train": sorted(set(frame["label"][train])), "other": sorted(set(frame["label"][labelled & ~train]))}
 
 
 def _plan_file(outdir: str) -> Path:
@@ -615,7 +625,7 @@ def load_plan(outdir: str, key: str) -> InputPlan | None:
             if meta["key"] != key:
                 return None
             return InputPlan(stored["lengths"], meta["coordinates_digest"], meta["labelled"],
-                             FastaAccess(**meta["fasta"]), key)
+                             FastaAccess(**meta["fasta"]), key, meta["classes"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -624,7 +634,7 @@ def save_plan(plan: InputPlan, outdir: str) -> None:
     """Keep the plan under `outdir`, so the DAG builds of cluster jobs (and reruns)
     read it instead of parsing the inputs again."""
     meta = {"key": plan.key, "coordinates_digest": plan.coordinates_digest, "labelled": plan.labelled,
-            "fasta": dataclasses.asdict(plan.fasta)}
+            "fasta": dataclasses.asdict(plan.fasta), "classes": plan.classes}
     with atomic_path(_plan_file(outdir)) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, lengths=plan.lengths, meta=np.array(json.dumps(meta)))

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from .checkpoint import Checkpoint, rng_state, set_rng_state
@@ -39,7 +38,7 @@ from .encoders import Encoder, EncoderSpec, ModelFolder
 from .engine import Embedder, EngineSettings
 from .extract import read_regions
 from .heads import HeadConfig, build_head, predict_proba, save_head
-from .io import atomic_dir, read_provenance
+from .io import atomic_dir, read_parquet, read_provenance
 from .metrics import classification_metrics
 from .model import SequenceClassifier
 from .settings import FinetuneSettings
@@ -55,7 +54,7 @@ class LabelledWindows:
     def __init__(self, shard_paths: list[str], keep: np.ndarray, tokens_of, max_n_fraction: float):
         parts = []
         for path in shard_paths:
-            table = pq.read_table(path, columns=WINDOW_COLUMNS)
+            table = read_parquet(path, columns=WINDOW_COLUMNS, rule="make_windows")
             seq = table.column("seq_index").to_numpy()
             parts.append(table.filter(pa.array(keep[seq])))
         table = pa.concat_tables(parts)

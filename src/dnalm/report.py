@@ -12,9 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
-from .io import atomic_path, read_provenance  # noqa: E402
+from .io import atomic_path, read_parquet, read_provenance  # noqa: E402
 
 
 def _save(fig, path: str) -> None:
@@ -23,16 +22,25 @@ def _save(fig, path: str) -> None:
     plt.close(fig)
 
 
-def metrics_table(metrics_paths: dict[str, str]) -> pd.DataFrame:
-    """One row per head and split: n, accuracy, macro-F1, MCC, AUROC."""
+def metrics_table(metrics_paths: dict[str, str], baselines_path: str | None = None) -> pd.DataFrame:
+    """One row per head (then per baseline) and split: n, accuracy, macro-F1, MCC, AUROC."""
+    from .baselines import baseline_keys, baseline_label
+
+    def row(name, split, m, **extra):
+        return {"head": name, "split": split, "n": m.get("n", 0), "accuracy": m.get("accuracy"),
+                "macro_f1": m.get("macro_f1"), "mcc": m.get("mcc"), "auroc": m.get("auroc"), **extra}
+
     rows = []
     for head, path in metrics_paths.items():
         metrics = json.loads(Path(path).read_text())
         for split in ("val", "test"):
-            m = metrics.get(split, {})
-            rows.append({"head": head, "split": split, "n": m.get("n", 0), "accuracy": m.get("accuracy"),
-                         "macro_f1": m.get("macro_f1"), "mcc": m.get("mcc"), "auroc": m.get("auroc"),
-                         "best_epoch": metrics.get("best_epoch"), "pooling": metrics.get("pooling")})
+            rows.append(row(head, split, metrics.get(split, {}), best_epoch=metrics.get("best_epoch"),
+                            pooling=metrics.get("pooling")))
+    if baselines_path:
+        baselines = json.loads(Path(baselines_path).read_text())
+        for key in baseline_keys(baselines):
+            for split in ("val", "test"):
+                rows.append(row(f"baseline: {baseline_label(key)}", split, baselines[key].get(split, {})))
     return pd.DataFrame(rows)
 
 
@@ -61,7 +69,7 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for head, pred_path in predictions.items():
-        table = pq.read_table(pred_path).to_pandas()
+        table = read_parquet(pred_path, rule="classify").to_pandas()
         test = table[(table.get("split") == "test") & table["pred_label"].notna()] if "split" in table else table[:0]
         classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
         shown = classes[1:] if len(classes) == 2 else classes  # binary: one curve, for the second class
@@ -85,7 +93,7 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
 
 
 def plot_window_counts(sequences_path: str, path: str) -> None:
-    counts = pq.read_table(sequences_path, columns=["n_windows"]).column("n_windows").to_numpy()
+    counts = read_parquet(sequences_path, columns=["n_windows"], rule="make_windows").column("n_windows").to_numpy()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     bins = np.arange(counts.min(), counts.max() + 2) - 0.5 if counts.max() - counts.min() < 60 else 50
     ax.hist(counts, bins=bins, color="#4477aa")

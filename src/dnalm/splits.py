@@ -57,18 +57,15 @@ class LabelledSplits:
         return {name: int(np.sum(self.split == name)) for name in SPLITS}
 
 
-def check_training_classes(labels: pd.Series, splits: pd.Series, where: object) -> list[str]:
+def check_training_classes(train_classes: list[str], other_classes: list[str], where: object) -> list[str]:
     """What can be known from the labels alone, before any job (the DAG): at least two
     classes to train on. Returns notes (a class only in val/test) for the run's log."""
-    labelled = labels.notna().to_numpy()
-    split = splits.fillna("train").to_numpy(dtype=object)
-    train_classes = sorted(set(labels[labelled & (split == "train")]))
     if len(train_classes) < 2:
         raise InputError(
             f"the training split holds {len(train_classes)} class(es) ({', '.join(train_classes) or 'none'}); "
             "a classifier needs at least two", path=where,
             fix="label sequences of at least two classes as train (a labelled sequence without a split is train)")
-    only_elsewhere = sorted(set(labels[labelled & (split != "train")]) - set(train_classes))
+    only_elsewhere = sorted(set(other_classes) - set(train_classes))
     if only_elsewhere:
         return [f"class(es) {', '.join(only_elsewhere)} occur only in val/test: no head can predict them, and "
                 "their sequences are left out of the metrics"]

@@ -1,0 +1,143 @@
+"""Honest baselines in every labelled run: does the language model add anything?
+
+Two models any bioinformatician would try first, trained and scored on exactly the
+heads' splits (`splits.label_sequences`, same seed and validation cut):
+- a logistic regression on k-mer frequencies (k = 6 by default; features
+  standardised, the regularisation C chosen on the validation split);
+- a logistic regression on GC content alone.
+
+They read the same bases the language model reads: every sequence is put back
+together from its windows in the shards (cleaned, reverse-complemented where the
+region is on the minus strand), so no FASTA is opened here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .extract import read_regions
+from .io import read_parquet
+from .metrics import classification_metrics
+from .splits import label_sequences
+
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+_CODE = np.full(256, 4, dtype=np.int64)  # A=0 C=1 G=2 T=3, 4 = N
+for _i, _b in enumerate(b"ACGT"):
+    _CODE[_b] = _i
+
+
+def kmer_frequencies(seq: bytes, k: int) -> np.ndarray:
+    """Frequencies of the 4^k k-mers of one sequence (k-mers holding N are not counted)."""
+    codes = _CODE[np.frombuffer(seq, dtype=np.uint8)]
+    if len(codes) < k:
+        return np.zeros(4**k, dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(codes, k)
+    valid = (windows < 4).all(axis=1)
+    index = np.minimum(windows[valid], 3) @ (4 ** np.arange(k - 1, -1, -1))
+    counts = np.bincount(index, minlength=4**k).astype(np.float32)
+    return counts / max(counts.sum(), 1.0)
+
+
+def gc_content(seq: bytes) -> float:
+    codes = _CODE[np.frombuffer(seq, dtype=np.uint8)]
+    bases = np.count_nonzero(codes < 4)
+    return float(np.count_nonzero((codes == 1) | (codes == 2)) / max(bases, 1))
+
+
+def sequences_from_windows(shard_paths: list[str], wanted: np.ndarray, lengths: np.ndarray):
+    """(seq_index, bases) of each wanted sequence, rebuilt from its windows, in order."""
+    current, buffer = -1, None
+    for path in shard_paths:
+        table = read_parquet(path, columns=["seq_index", "start", "sequence"], rule="make_windows")
+        seq = table.column("seq_index").to_numpy()
+        starts = table.column("start").to_numpy()
+        for i in np.flatnonzero(wanted[seq]):
+            if seq[i] != current:
+                if buffer is not None:
+                    yield current, bytes(buffer)
+                current, buffer = int(seq[i]), bytearray(b"N" * int(lengths[seq[i]]))
+            window = table.column("sequence")[int(i)].as_py().encode("ascii")
+            buffer[starts[i] : starts[i] + len(window)] = window
+    if buffer is not None:
+        yield current, bytes(buffer)
+
+
+def _usable(shard_paths: list[str], n_sequences: int, max_n_fraction: float) -> np.ndarray:
+    usable = np.zeros(n_sequences, dtype=bool)
+    for path in shard_paths:
+        table = read_parquet(path, columns=["seq_index", "n_fraction"], rule="make_windows")
+        ok = table.column("n_fraction").to_numpy() <= max_n_fraction
+        usable[table.column("seq_index").to_numpy()[ok]] = True
+    return usable
+
+
+def _fit(features: np.ndarray, y: np.ndarray, train, val, test, names: list[str]) -> dict:
+    """Standardised logistic regression, C chosen by validation accuracy (then log loss)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def model(c):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced"))
+
+    choice, best = C_GRID[0], None
+    if len(val):
+        for c in C_GRID:
+            fitted = model(c).fit(features[train], y[train])
+            proba = fitted.predict_proba(features[val])
+            score = ((proba.argmax(1) == y[val]).mean(), -log_loss(y[val], proba, labels=range(len(names))))
+            if best is None or score > best:
+                choice, best = c, score
+    fitted = model(choice).fit(features[train], y[train])
+
+    def scores(rows):
+        proba = fitted.predict_proba(features[rows]) if len(rows) else np.zeros((0, len(names)))
+        return classification_metrics(y[rows], proba, names)
+
+    return {"C": choice, "val": scores(val), "test": scores(test)}
+
+
+def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | None, *, k: int = 6,
+                  val_fraction: float = 0.15, seed: int = 0, max_n_fraction: float = 0.5) -> dict:
+    regions: pd.DataFrame = read_regions(regions_path, labels_path)
+    n = len(regions)
+    sets = label_sequences(regions, _usable(shard_paths, n, max_n_fraction), val_fraction, seed,
+                           labels_path or regions_path)
+    used = np.isin(sets.split, ["train", "val", "test"])
+    rows = np.flatnonzero(used)
+    position = {s: i for i, s in enumerate(rows)}
+    kmers = np.zeros((len(rows), 4**k), dtype=np.float32)
+    gc = np.zeros((len(rows), 1), dtype=np.float32)
+    for seq, bases in sequences_from_windows(shard_paths, used, regions["length"].to_numpy()):
+        kmers[position[seq]] = kmer_frequencies(bases, k)
+        gc[position[seq], 0] = gc_content(bases)
+    y = sets.y[rows]
+    split = sets.split[rows]
+    train, val, test = (np.flatnonzero(split == name) for name in ("train", "val", "test"))
+    names = sets.class_names
+    result = {
+        "class_names": names,
+        "sequences": sets.counts(),
+        "validation_source": sets.validation_source,
+        f"kmer{k}_logreg": _fit(kmers, y, train, val, test, names),
+        "gc_logreg": _fit(gc, y, train, val, test, names),
+    }
+    if sets.notes:
+        result["notes"] = sets.notes
+    return result
+
+
+BASELINE_NAMES = {"gc_logreg": "GC content, logistic regression"}
+
+
+def baseline_label(key: str) -> str:
+    """How a baseline is named in printed lines and the report."""
+    if key.startswith("kmer") and key.endswith("_logreg"):
+        return f"{key.removeprefix('kmer').removesuffix('_logreg')}-mer frequencies, logistic regression"
+    return BASELINE_NAMES.get(key, key)
+
+
+def baseline_keys(metrics: dict) -> list[str]:
+    return [key for key in metrics if key.endswith("_logreg")]

@@ -1,0 +1,254 @@
+"""Masked-language-model pretraining (or continued pretraining) of any masked-LM
+family on one or more reference FASTAs, e.g. the user's own genome.
+
+Windows of `windows.size` bp tile every record without overlap (windows with more N
+than `max_n_fraction` are skipped); every 1/`heldout_fraction`-th window is held out
+to score the model. Windows whose tokens exceed the model's positions are trained in
+pieces, as the embedding engine embeds them.
+
+Masking suits the tokenizer: `mask_fraction` of a window's tokens are chosen in
+spans of (overlap + 1) tokens, so for overlapping k-mers the k tokens that share a
+base are hidden together and no neighbour gives the answer away (DNABERT's scheme);
+of the chosen tokens 80 % become [MASK], 10 % a random token, 10 % stay. Reports
+masked-token accuracy on the held-out windows against the k-mer frequency baseline
+(always guessing the most frequent token). Checkpoints after every epoch; a killed
+job resumes. Writes a model folder (`save_pretrained` + the tokenizer files) that
+every other rule loads like any checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, rng_state, set_rng_state
+from .compute import pick_device
+from .encoders import Encoder, EncoderSpec
+from .engine import plan_passes
+from .errors import InputError
+from .extract import tile_starts
+from .io import atomic_dir, open_fasta, read_fai
+from .settings import PretrainSettings
+
+_NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
+_TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))  # IUPAC codes and anything else read as N
+
+
+class GenomeWindows:
+    """Non-overlapping windows over the records of some FASTAs, fetched on demand."""
+
+    def __init__(self, fastas: list[str], size: int, heldout_fraction: float):
+        self.fastas, self.size = fastas, size
+        files, contigs, starts = [], [], []
+        self.names: list[list[str]] = []
+        for f, fasta in enumerate(fastas):
+            records = read_fai(fasta)
+            self.names.append(list(records))
+            for c, length in enumerate(records.values()):
+                if length < size:
+                    continue
+                s = tile_starts(length, size, size)
+                files.append(np.full(len(s), f))
+                contigs.append(np.full(len(s), c))
+                starts.append(s)
+        if not starts:
+            raise InputError(f"no record is at least {size} bp long", path=", ".join(fastas),
+                             fix="pretrain on a genome, or use smaller windows (windows.size)")
+        self.file, self.contig, self.start = (np.concatenate(a) for a in (files, contigs, starts))
+        every = max(2, round(1 / heldout_fraction)) if heldout_fraction > 0 else 0
+        self.heldout = (np.arange(len(self.start)) % every == every - 1) if every else \
+            np.zeros(len(self.start), dtype=bool)
+        self._open: dict[int, object] = {}
+
+    def fetch(self, index: np.ndarray, max_n_fraction: float) -> list[str]:
+        """Upper-case windows (letters other than ACGTN read as N); too-N windows dropped."""
+        out = []
+        for i in index:
+            f = int(self.file[i])
+            if f not in self._open:
+                self._open[f] = open_fasta(self.fastas[f])
+            raw = self._open[f].fetch(self.names[f][self.contig[i]], int(self.start[i]), int(self.start[i]) + self.size)
+            seq = raw.upper().encode("ascii").translate(_TO_N).decode("ascii")
+            if seq.count("N") <= max_n_fraction * len(seq):
+                out.append(seq)
+        return out
+
+
+def mask_pieces(rows: list[np.ndarray], tokenizer, rng: np.random.Generator, fraction: float, pool: np.ndarray):
+    """(input_ids, attention_mask, labels) of content rows with span masking and 80/10/10."""
+    batch = tokenizer.assemble(rows)
+    inputs, labels = batch.input_ids.copy(), np.full_like(batch.input_ids, -100)
+    span = tokenizer.overlap + 1
+    start = len(tokenizer.prefix)
+    for i, row in enumerate(rows):
+        n = len(row)
+        if n == 0:
+            continue
+        spans = max(1, round(fraction * n / span))
+        chosen = np.zeros(n, dtype=bool)
+        for s in rng.integers(0, max(1, n - span + 1), size=spans):
+            chosen[s : s + span] = True
+        where = start + np.flatnonzero(chosen)
+        labels[i, where] = inputs[i, where]
+        roll = rng.random(len(where))
+        inputs[i, where[roll < 0.8]] = tokenizer.mask_id
+        swap = where[(roll >= 0.8) & (roll < 0.9)]
+        inputs[i, swap] = rng.choice(pool, size=len(swap))
+    return batch.input_ids, inputs, batch.attention_mask, labels
+
+
+def _fingerprint(settings: PretrainSettings, spec: EncoderSpec, fastas: list[str], size: int) -> str:
+    digest = hashlib.sha256(json.dumps([asdict(settings), asdict(spec), size], sort_keys=True).encode())
+    for path in fastas:
+        stat = Path(path).stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class Pretrainer:
+    def __init__(self, spec: EncoderSpec, fastas: list[str], window_size: int, settings: PretrainSettings,
+                 checkpoint_dir: str, device: str = "auto", log=sys.stderr):
+        self.settings, self.spec, self.log, self.fastas = settings, spec, log, fastas
+        self.device = pick_device(device)
+        torch.manual_seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        self.encoder = Encoder.load(replace(spec, precision="fp32"), window_size, window_size, self.device,
+                                    masked_lm=True, hash_weights=False)
+        if self.encoder.tokenizer.mask_id is None:
+            raise InputError("the model's tokenizer has no mask token, so it cannot be trained as a masked LM",
+                             path=self.encoder.family.folder.path, fix="pretrain a masked-LM family (BERT, ESM)")
+        self.model = self.encoder.model
+        self.windows = GenomeWindows(fastas, window_size, settings.heldout_fraction)
+        self.checkpoint = Checkpoint(checkpoint_dir, _fingerprint(settings, spec, fastas, window_size))
+        # Tokens to draw the 10 % random replacements from, and the frequency baseline.
+        sample = self.windows.fetch(np.flatnonzero(~self.windows.heldout)[:2000], settings.max_n_fraction)
+        ids = self.encoder.tokenizer.content(sample).ids
+        values, counts = np.unique(ids, return_counts=True)
+        self.pool, self.most_frequent = values, int(values[counts.argmax()])
+
+    def _autocast(self):
+        use_bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
+                                                         and self.device.startswith("cuda"))
+        return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                              enabled=use_bf16)
+
+    def _pieces(self, sequences: list[str]) -> list[np.ndarray]:
+        content = self.encoder.tokenizer.content(sequences)
+        plan = plan_passes(content.lengths, self.encoder.capacity)
+        return [content.ids[content.offsets[v] + lo : content.offsets[v] + hi]
+                for v, lo, hi in zip(plan.view, plan.lo, plan.hi)]
+
+    def _loss(self, pieces, rng):
+        _, inputs, attention, labels = mask_pieces(pieces, self.encoder.tokenizer, rng, self.settings.mask_fraction,
+                                                   self.pool)
+        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        with self._autocast():
+            logits = self.model(input_ids=to(inputs), attention_mask=to(attention)).logits
+        labels_t = to(labels)
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels_t.reshape(-1),
+                                                 ignore_index=-100)
+        masked = labels_t != -100
+        correct = int((logits.argmax(-1)[masked] == labels_t[masked]).sum())
+        baseline = int((labels_t[masked] == self.most_frequent).sum())
+        return loss, correct, baseline, int(masked.sum())
+
+    def heldout(self) -> dict:
+        """Masked-token accuracy on the held-out windows, masked the same way every time."""
+        self.model.eval()
+        rng = np.random.default_rng(self.settings.seed + 1)
+        index = np.flatnonzero(self.windows.heldout)
+        total = {"loss": 0.0, "correct": 0, "baseline": 0, "masked": 0, "windows": 0}
+        with torch.inference_mode():
+            for lo in range(0, len(index), self.settings.batch_size):
+                sequences = self.windows.fetch(index[lo : lo + self.settings.batch_size], self.settings.max_n_fraction)
+                if not sequences:
+                    continue
+                loss, correct, baseline, masked = self._loss(self._pieces(sequences), rng)
+                total["loss"] += float(loss) * masked
+                total["correct"] += correct
+                total["baseline"] += baseline
+                total["masked"] += masked
+                total["windows"] += len(sequences)
+        masked = max(total["masked"], 1)
+        return {"windows": total["windows"], "masked_tokens": total["masked"], "loss": total["loss"] / masked,
+                "accuracy": total["correct"] / masked, "baseline_accuracy": total["baseline"] / masked}
+
+    def run(self) -> dict:
+        s = self.settings
+        train_index = np.flatnonzero(~self.windows.heldout)
+        per_epoch = min(len(train_index), s.windows_per_epoch) if s.windows_per_epoch else len(train_index)
+        total_steps = max(1, s.epochs * math.ceil(per_epoch / s.batch_size))
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
+        warmup = max(1, int(total_steps * s.warmup_fraction))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: (step + 1) / warmup if step < warmup
+            else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+        state = self.checkpoint.load_state()
+        if state:
+            self.checkpoint.restore(self.model, optimizer)
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(self.rng, state["rng"])
+            print(f"resuming from the checkpoint after epoch {state['epoch']}", file=self.log, flush=True)
+        else:
+            state = {"epoch": 0, "history": [], "before": self.heldout()}
+            print(f"held-out masked-token accuracy before: {state['before']['accuracy']:.4f} (most-frequent-token "
+                  f"baseline {state['before']['baseline_accuracy']:.4f})", file=self.log, flush=True)
+        for epoch in range(state["epoch"] + 1, s.epochs + 1):
+            started = time.perf_counter()
+            self.model.train()
+            order = self.rng.permutation(train_index)[:per_epoch]
+            total, steps = 0.0, 0
+            for lo in range(0, len(order), s.batch_size):
+                sequences = self.windows.fetch(order[lo : lo + s.batch_size], s.max_n_fraction)
+                if not sequences:
+                    continue
+                loss, *_ = self._loss(self._pieces(sequences), self.rng)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                total += loss.item()
+                steps += 1
+            heldout = self.heldout()
+            state["history"].append({"epoch": epoch, "train_loss": total / max(steps, 1), **heldout,
+                                     "seconds": round(time.perf_counter() - started, 1)})
+            state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
+            self.checkpoint.save(self.model, optimizer, state, best=False)
+            print(f"epoch {epoch}: train loss {total / max(steps, 1):.4f}, held-out masked-token accuracy "
+                  f"{heldout['accuracy']:.4f} (baseline {heldout['baseline_accuracy']:.4f}), "
+                  f"{time.perf_counter() - started:.0f} s", file=self.log, flush=True)
+        self.state = state
+        return state
+
+    def save(self, out_dir: str) -> dict:
+        source = self.encoder.family.folder
+        with atomic_dir(out_dir) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
+                shutil.copy(path, tmp / path.name)
+            (tmp / "dnalm_pretrained.json").write_text(json.dumps(
+                {"what": "masked-LM pretraining by dnalm", "base_model": self.spec.model, "fasta": self.fastas,
+                 "epochs": self.state["epoch"]}, indent=2, sort_keys=True) + "\n")
+        last = self.state["history"][-1] if self.state["history"] else self.state["before"]
+        metrics = {
+            "base_model": self.spec.model, "fasta": self.fastas, "window_size": self.windows.size,
+            "windows": {"train": int((~self.windows.heldout).sum()), "heldout": int(self.windows.heldout.sum())},
+            "masking": {"fraction": self.settings.mask_fraction, "span_tokens": self.encoder.tokenizer.overlap + 1,
+                        "scheme": "80% [MASK], 10% random token, 10% unchanged"},
+            "heldout_before": self.state["before"],
+            "heldout": {k: last[k] for k in ("windows", "masked_tokens", "loss", "accuracy", "baseline_accuracy")},
+            "baseline": "always the most frequent token of the training windows",
+            "history": self.state["history"],
+        }
+        self.checkpoint.remove()
+        return metrics
