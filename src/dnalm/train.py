@@ -7,6 +7,7 @@ watches the validation loss; classes are weighted by inverse frequency.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from dataclasses import dataclass
@@ -101,15 +102,33 @@ class WindowSets:
                 torch.from_numpy(mask))
 
 
+@contextlib.contextmanager
+def _attention_by_sdpa():
+    """Inference through SDPA rather than the native multi-head-attention fast path, which on
+    the CPU materialises every attention matrix and runs a slow masked softmax: SDPA is about
+    2x faster for sequences of hundreds of windows (benchmarks/bench.py, classification row)."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def predict_proba(head: nn.Module, data: WindowSets, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (len(rows), classes); rows must have usable windows."""
+    """Class probabilities (len(rows), classes); rows must have usable windows.
+
+    Sequences go through the head sorted by window count, so a batch pads little
+    (outputs do not depend on padding); the result is in the order of `rows`.
+    """
     head.eval()
-    out = []
-    with torch.inference_mode():
+    order = np.argsort(data.counts[rows], kind="stable")
+    out = np.zeros((len(rows), head.config.n_classes), dtype=np.float32)
+    with torch.inference_mode(), _attention_by_sdpa():
         for lo in range(0, len(rows), batch_size):
-            windows, positions, mask = data.batch(rows[lo : lo + batch_size])
-            out.append(torch.softmax(head(windows, positions, mask), dim=-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, head.config.n_classes), dtype=np.float32)
+            windows, positions, mask = data.batch(rows[order[lo : lo + batch_size]])
+            out[order[lo : lo + batch_size]] = torch.softmax(head(windows, positions, mask), dim=-1).numpy()
+    return out
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
