@@ -543,7 +543,9 @@ def bench_gpu(args, tmp: Path) -> list[Row]:
     tflops = matmul_tflops(device, sync)
     ceiling = tflops * 1e12 / (dense + attention)
     achieved = len(windows) / best
-    return [Row("7 gpu", f"DNABERT-base-sized random encoder (12 x 768, {tokens} tokens a window), bf16, engine "
+    config = encoder.model.config
+    return [Row("7 gpu", f"DNABERT-base-sized random encoder ({config.num_hidden_layers} layers x "
+                         f"{config.hidden_size}, {tokens} tokens a window), bf16, engine "
                          f"({args.gpu_tokens_per_batch} tokens a batch), {len(windows):,} windows on {name}",
                 rate(len(windows), best),
                 f"ceiling {ceiling:,.0f} windows/s = {tflops:.0f} TFLOP/s measured bf16 matmul / "
