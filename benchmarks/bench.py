@@ -243,7 +243,7 @@ def bench_embed(args, tmp: Path) -> list[Row]:
 # ------------------------------------------------------------------------ 4. classify
 
 
-def window_layout(n_windows: int, low: int, high: int, rng) -> "pa.Table":
+def window_layout(n_windows: int, low: int, high: int, rng):
     """Embedding keys of whole sequences of low..high windows (the last one cut to fit)."""
     import pyarrow as pa
 
@@ -370,8 +370,8 @@ def grch38_like(n_contigs: int = 3025, total: int = 3_300_000_000, seed: int = 0
     chromosomes = list(GRCH38)
     for i, length in enumerate(small.tolist()):
         chrom, accession = chromosomes[i % len(chromosomes)], 270000 + i
-        name = (f"{chrom}_KI{accession}v1_random", f"{chrom}_KI{accession}v1_alt", f"chrUn_JTFH0{accession}v1_decoy")[i % 3]
-        contigs[name] = int(length)
+        names = (f"{chrom}_KI{accession}v1_random", f"{chrom}_KI{accession}v1_alt", f"chrUn_JTFH0{accession}v1_decoy")
+        contigs[names[i % 3]] = int(length)
     return contigs
 
 
