@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(BIN)/.installed
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+# One table of throughput figures measured side by side (README, Benchmark).
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench.py
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint

@@ -188,6 +188,28 @@ def test_content_mask_and_summary_position_follow_the_tokenizer(tiny_models, phi
         assert batch.summary_index.tolist() == expected, name
 
 
+def test_vectorised_assembly_equals_one_window_at_a_time(tiny_models, phix):
+    """Equal and mixed lengths, pieces cut out of rows: the batch equals one encode() per window."""
+    windows = real_windows(phix)
+    for name in ("dnabert", "nucleotide_transformer", "per_base"):
+        tok = family_for(ModelFolder.open(str(tiny_models[name]))).tokenizer()
+        content = tok.content(windows)
+        assert content.lengths.tolist() == [len(tok.content([w]).ids) for w in windows], name
+        for chosen in (np.arange(len(windows)), np.flatnonzero(content.lengths == content.lengths[0])):
+            batch = tok.assemble(content.slices(chosen, np.zeros(len(chosen), dtype=np.int64),
+                                                content.lengths[chosen]))
+            for row, i in enumerate(chosen):
+                alone = tok.encode([windows[i]])
+                width = alone.input_ids.shape[1]
+                assert batch.input_ids[row, :width].tolist() == alone.input_ids[0].tolist(), (name, i)
+                assert batch.content_mask[row, :width].tolist() == alone.content_mask[0].tolist()
+                assert batch.attention_mask[row].sum() == width and batch.summary_index[row] == alone.summary_index[0]
+        lo, hi = np.array([0, 3, 10]), np.array([5, 9, 10])  # pieces of row 0 and 1, and an empty one
+        pieces = content.slices(np.array([0, 1, 2]), lo, hi)
+        assert [pieces.row(j).tolist() for j in range(3)] == [content.row(r)[a:b].tolist()
+                                                               for r, a, b in zip(range(3), lo, hi)]
+
+
 # --------------------------------------------------------------- offline checks
 
 

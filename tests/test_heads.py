@@ -155,3 +155,28 @@ def test_check_compatible():
         with pytest.raises(InputError) as err:
             check_compatible(config, DIM, {**ENCODER, key: value}, "headdir")
         assert key in str(err.value) and "Fix:" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_proba_keeps_the_order_of_rows_whatever_the_batching(kind):
+    """Sequences are batched sorted by window count: results still come back in row order,
+    equal to one sequence at a time, and the attention fast-path setting is left as it was."""
+    import numpy as np
+    import pyarrow as pa
+
+    from dnalm.data import WindowSets
+    from dnalm.heads import predict_proba
+
+    counts = np.array([7, 2, 30, 1, 12, 7, 3])
+    seq = np.repeat(np.arange(len(counts)), counts)
+    position = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    keys = pa.table({"seq_index": seq, "start": position * 256, "tokens": np.full(len(seq), 507),
+                     "n_fraction": np.zeros(len(seq), dtype=np.float32)})
+    matrix = np.random.default_rng(0).standard_normal((len(seq), DIM)).astype(np.float32)
+    data = WindowSets(keys, matrix, {"window_stride": 256}, max_n_fraction=0.5)
+    head = _head(kind)
+    rows = np.array([4, 0, 2, 6, 1, 3, 5])
+    alone = np.concatenate([predict_proba(head, data, np.array([r])) for r in rows])
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    assert np.allclose(predict_proba(head, data, rows, budget=40), alone, atol=1e-5)
+    assert torch.backends.mha.get_fastpath_enabled() == fastpath

@@ -168,8 +168,7 @@ class Embedder:
         """numpy batch -> torch tensors (pinned on a GPU); runs in the helper thread."""
         import torch
 
-        pieces = [content.ids[content.offsets[v] + lo : content.offsets[v] + hi]
-                  for v, lo, hi in zip(plan.view[rows], plan.lo[rows], plan.hi[rows])]
+        pieces = content.slices(plan.view[rows], plan.lo[rows], plan.hi[rows])
         batch = self.encoder.tokenizer.assemble(pieces)
         tensors = {"input_ids": torch.from_numpy(batch.input_ids),
                    "content": torch.from_numpy(batch.content_mask),

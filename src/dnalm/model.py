@@ -35,9 +35,7 @@ class SequenceClassifier(nn.Module):
         tokenizer = self.encoder.tokenizer
         content = tokenizer.content(views)
         plan = plan_passes(content.lengths, self.encoder.capacity)
-        pieces = [content.ids[content.offsets[v] + lo : content.offsets[v] + hi]
-                  for v, lo, hi in zip(plan.view, plan.lo, plan.hi)]
-        batch = tokenizer.assemble(pieces)
+        batch = tokenizer.assemble(content.slices(plan.view, plan.lo, plan.hi))
         device = next(self.model.parameters()).device
         inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
         if batch.padded:

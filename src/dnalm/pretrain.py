@@ -32,7 +32,7 @@ import torch
 
 from .checkpoint import Checkpoint, rng_state, set_rng_state
 from .compute import pick_device
-from .encoders import Encoder, EncoderSpec
+from .encoders import Encoder, EncoderSpec, Ragged
 from .engine import plan_passes
 from .errors import InputError
 from .extract import tile_starts
@@ -83,14 +83,14 @@ class GenomeWindows:
         return out
 
 
-def mask_pieces(rows: list[np.ndarray], tokenizer, rng: np.random.Generator, fraction: float, pool: np.ndarray):
-    """(input_ids, attention_mask, labels) of content rows with span masking and 80/10/10."""
+def mask_pieces(rows: Ragged, tokenizer, rng: np.random.Generator, fraction: float, pool: np.ndarray):
+    """(original ids, masked input ids, attention mask, labels) of content rows, with span
+    masking and 80/10/10; labels are -100 where nothing is to be predicted."""
     batch = tokenizer.assemble(rows)
     inputs, labels = batch.input_ids.copy(), np.full_like(batch.input_ids, -100)
     span = tokenizer.overlap + 1
     start = len(tokenizer.prefix)
-    for i, row in enumerate(rows):
-        n = len(row)
+    for i, n in enumerate(rows.lengths):
         if n == 0:
             continue
         spans = max(1, round(fraction * n / span))
@@ -141,11 +141,10 @@ class Pretrainer:
         return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
                               enabled=use_bf16)
 
-    def _pieces(self, sequences: list[str]) -> list[np.ndarray]:
+    def _pieces(self, sequences: list[str]) -> Ragged:
         content = self.encoder.tokenizer.content(sequences)
         plan = plan_passes(content.lengths, self.encoder.capacity)
-        return [content.ids[content.offsets[v] + lo : content.offsets[v] + hi]
-                for v, lo, hi in zip(plan.view, plan.lo, plan.hi)]
+        return content.slices(plan.view, plan.lo, plan.hi)
 
     def _loss(self, pieces, rng):
         _, inputs, attention, labels = mask_pieces(pieces, self.encoder.tokenizer, rng, self.settings.mask_fraction,

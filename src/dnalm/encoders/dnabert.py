@@ -3,9 +3,12 @@
 A window of L bp gives L-k+1 k-mer tokens between the tokenizer's specials
 ([CLS] ... [SEP]); a k-mer holding N (or any byte but A/C/G/T) is [UNK]. The
 Hugging Face tokenizer wants the k-mers spelled out and space-joined, which is
-about 100x slower than the integer path here: base codes, a sliding base-4
+about 100x slower than the integer path here: base codes, a base-5
 number per k-mer, and a lookup table built from the folder's own vocab.txt
-(so the ids follow the folder's order, whatever it is).
+(so the ids follow the folder's order, whatever it is). The k-mer number is
+in base 5 (4 = not a base), so one table lookup also gives [UNK] to every
+k-mer holding N: k multiply-adds over the byte codes and one lookup, for
+windows of any lengths at once.
 
 DNABERT's published tokenizer_config says do_lower_case=true, which makes every
 k-mer [UNK] in Hugging Face's tokenizer; the integer path never lower-cases.
@@ -16,20 +19,21 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import InputError
-from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+from .base import (Family, ModelFolder, Ragged, WindowTokenizer, byte_codes, load_hf_tokenizer, probe_template,
+                   ranges)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 KMER_SIZES = range(3, 7)
 BASE_ORDER = "ATCG"  # DNABERT's own vocab order (itertools.product), used when building vocabs
 
 # Byte -> base code A=0 C=1 G=2 T=3, 4 for anything else (upper and lower case).
-_CODE = np.full(256, 4, dtype=np.int64)
+_CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate("ACGT"):
     _CODE[ord(_b)] = _i
     _CODE[ord(_b.lower())] = _i
+_CODE_BYTES = _CODE.tobytes()
 
 
 def kmer_vocab(k: int) -> list[str]:
@@ -37,11 +41,12 @@ def kmer_vocab(k: int) -> list[str]:
     return SPECIAL_TOKENS + ["".join(p) for p in itertools.product(BASE_ORDER, repeat=k)]
 
 
-def _kmer_index(kmer: str) -> int:
-    index = 0
-    for base in kmer:
-        index = index * 4 + int(_CODE[ord(base)])
-    return index
+def _kmer_number(kmer: str) -> int:
+    """The k-mer's base-5 number (digits: base codes), as `KmerTokenizer._ids` computes it."""
+    number = 0
+    for letter in kmer:
+        number = number * 5 + int(_CODE[ord(letter)])
+    return number
 
 
 def vocab_k(vocab: list[str]) -> int | None:
@@ -64,36 +69,38 @@ class KmerTokenizer(WindowTokenizer):
         self.k = k
         self.name = f"dnabert-{k}mer"
         ids = {token: i for i, token in enumerate(vocab)}
-        self.table = np.empty(4**k, dtype=np.int64)  # base-4 k-mer number -> the folder's id
+        self.unk_id, self.pad_id, self.mask_id = ids["[UNK]"], ids["[PAD]"], ids.get("[MASK]")
+        # Base-5 k-mer number (digit 4: not a base) -> the folder's id; [UNK] wherever a digit is 4.
+        self.table = np.full(5**k, self.unk_id, dtype=np.int64)
         for token, i in ids.items():
             if token not in SPECIAL_TOKENS:
-                self.table[_kmer_index(token)] = i
-        self.unk_id, self.pad_id, self.mask_id = ids["[UNK]"], ids["[PAD]"], ids.get("[MASK]")
+                self.table[_kmer_number(token)] = i
+        self._number = np.uint16 if 5**k <= np.iinfo(np.uint16).max else np.uint32
         self.prefix, self.suffix = prefix, suffix
         self.vocab_size = len(vocab)
         self.overlap = k - 1
-        self._weights = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
 
     def _ids(self, codes: np.ndarray) -> np.ndarray:
-        """(..., L) base codes -> (..., L-k+1) ids."""
-        windows = sliding_window_view(codes, self.k, axis=-1)  # (..., L-k+1, k)
-        ids = self.table[np.minimum(windows, 3) @ self._weights]
-        ids[(windows == 4).any(axis=-1)] = self.unk_id
-        return ids
+        """(..., L) base codes -> (..., L-k+1) ids of the k-mers starting at 0 .. L-k."""
+        m = codes.shape[-1] - self.k + 1
+        number = codes[..., :m].astype(self._number)
+        for j in range(1, self.k):  # Horner over the k shifted views
+            number *= 5
+            number += codes[..., j : j + m]
+        return self.table.take(number)
 
     def content(self, sequences: list[str]) -> Ragged:
-        lengths = {len(s) for s in sequences}
-        if len(lengths) == 1 and lengths.pop() >= self.k:
-            # The usual case, equal-length windows: one vectorised pass, (n, L) -> (n, L-k+1).
-            raw = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
-            return Ragged.from_matrix(self._ids(_CODE[raw].reshape(len(sequences), -1)))
-        rows = []
-        for seq in sequences:
-            codes = _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            rows.append(self._ids(codes) if len(codes) >= self.k else np.zeros(0, dtype=np.int64))
-        lengths_arr = np.array([len(r) for r in rows], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths_arr)])
-        return Ragged(np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64), offsets)
+        n, k = len(sequences), self.k
+        codes, lengths = byte_codes(sequences, _CODE_BYTES)
+        if n and (lengths == lengths[0]).all() and lengths[0] >= k:
+            # The usual case, equal-length windows: (n, L) -> (n, L-k+1).
+            return Ragged.from_matrix(self._ids(codes.reshape(n, -1)))
+        # Any lengths: the k-mers of the concatenation, keeping those inside one sequence.
+        counts = np.maximum(lengths - k + 1, 0)
+        if len(codes) < k:
+            return Ragged.from_lengths(np.zeros(0, dtype=np.int64), counts)
+        starts = np.cumsum(lengths) - lengths
+        return Ragged.from_lengths(self._ids(codes)[ranges(starts, counts)], counts)
 
 
 class Dnabert(Family):
