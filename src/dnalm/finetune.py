@@ -251,16 +251,18 @@ class Finetuner:
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-            val_loss, _ = self.evaluate(monitor)
+            val_loss, proba = self.evaluate(monitor)
+            val_accuracy = float((proba.argmax(1) == self.sets.y[monitor]).mean())
             state["history"].append({"epoch": epoch, "train_loss": total / max(n_steps, 1), "val_loss": val_loss,
-                                     "seconds": round(time.perf_counter() - started, 1)})
+                                     "val_accuracy": val_accuracy, "seconds": round(time.perf_counter() - started, 1)})
             best = state["best_loss"] is None or val_loss < state["best_loss"] - 1e-6
             if best:
                 state["best_loss"], state["best_epoch"] = val_loss, epoch
             state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
             self.checkpoint.save(self.classifier, optimizer, state, best=best)
-            print(f"epoch {epoch}: train loss {total / max(n_steps, 1):.4f}, val loss {val_loss:.4f}"
-                  f"{' (best)' if best else ''}, {time.perf_counter() - started:.0f} s", file=self.log, flush=True)
+            print(f"epoch {epoch}: train loss {total / max(n_steps, 1):.4f}, val loss {val_loss:.4f}, val accuracy "
+                  f"{val_accuracy:.3f}{' (best)' if best else ''}, {time.perf_counter() - started:.0f} s",
+                  file=self.log, flush=True)
         self.checkpoint.load_best(self.classifier)
         self.state = state
         return state
