@@ -15,6 +15,7 @@ from snakemake.utils import validate
 # install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from dnalm.classify import shard_reads
 from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs
@@ -52,6 +53,9 @@ try:
 except InputError as err:
     raise WorkflowError(str(err))
 SHARDS = [shard_name(i) for i in range(plan_shards(_LENGTHS, WINDOWS))]
+# The embedding shards each classify_shard job reads: its own, preceded by those holding
+# the first windows of a sequence carried into it (src/dnalm/classify.py explains).
+CLASSIFY_READS = shard_reads(_LENGTHS, WINDOWS)
 del _LENGTHS
 
 # Only the input keys of the active mode reach the rules (as params), so a key that
@@ -152,6 +156,14 @@ def head_files(wildcards):
     return [f"{head_dir(wildcards)}/{f}" for f in ("head.json", "head.safetensors")]
 
 
+def classify_inputs(wildcards):
+    return [EMBEDDINGS[i] for i in CLASSIFY_READS[int(wildcards.shard)]]
+
+
+def is_last_shard(wildcards):
+    return wildcards.shard == SHARDS[-1]
+
+
 def train_settings(wildcards):
     """Only the settings a head depends on: the mean head ignores the hierarchical shape."""
     heads = config["heads"]
@@ -203,7 +215,8 @@ def print_outputs():
                 )
     if config["classify"]["tracks"]:
         print(
-            f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"
+            f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph "
+            "and .bw; tracks.tsv maps classes to files)"
         )
     print(
         "  report: snakemake --report report.html (with the same --configfile options)"
