@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dnalm.classify import classify, coverage_mean
+from dnalm.classify import classify
 from dnalm.embed import embed_shard, embed_windows, read_embeddings
 from dnalm.encoder import EncoderSpec, build_tiny_encoder, load_encoder
 from dnalm.errors import InputError
@@ -22,6 +22,7 @@ from dnalm.extract import RegionSource, load_regions, regions_to_arrow
 from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
 from dnalm.io import read_provenance, write_table_atomic
 from dnalm.tokenize import encode_batch
+from dnalm.tracks import coverage_mean
 from dnalm.train import TrainSettings, assign_splits, classification_metrics, train_head
 from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
 from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta
