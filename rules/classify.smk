@@ -1,20 +1,20 @@
-# Classification per embedding shard, then one gather per head. A sequence is
-# classified by the job of the shard where it closes; that job also reads the
-# earlier shards holding its first windows (classify_inputs, planned from the
-# sequence lengths in common.smk). The gather writes the per-sequence tables and
-# the tracks; it needs no torch and no head weights, only the shards' results.
+# Classification per embedding shard (every head in one job), then one gather per
+# head. A sequence is classified by the job of the shard where it closes; that job
+# also reads the earlier shards holding its first windows (classify_inputs, planned
+# from the sequence lengths in common.smk). The gather writes the per-sequence
+# tables and the tracks; it needs no torch and no head, only the shards' results.
 
 
 rule classify_shard:
     input:
         embeddings=classify_inputs,
-        head=head_files,
+        heads=HEAD_FILES,
     output:
-        out("classify/{head}/shards/shard_{shard}.parquet"),
+        expand(out("classify/{head}/shards/shard_{{shard}}.parquet"), head=HEADS),
     log:
-        logfile("classify_shard/{head}/{shard}.log"),
+        logfile("classify_shard/{shard}.log"),
     benchmark:
-        logfile("classify_shard/{head}/{shard}.benchmark.tsv")
+        logfile("classify_shard/{shard}.benchmark.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -22,7 +22,7 @@ rule classify_shard:
         mem_mb=4000,
         runtime=30,
     params:
-        head_dir=head_dir,
+        head_dirs=list(HEAD_DIRS.values()),
         max_n_fraction=config["heads"]["max_n_fraction"],
         final=is_last_shard,
     script:

@@ -146,17 +146,20 @@ TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS
 ENCODER_HUB_ID = "" if ENCODER_FILES else ENCODER_DIR
 
 
-def head_dir(wildcards):
-    if wildcards.head == "pretrained":
-        return PRETRAINED_HEAD
-    return out(f"heads/{wildcards.head}")
-
-
-def head_files(wildcards):
-    return [f"{head_dir(wildcards)}/{f}" for f in ("head.json", "head.safetensors")]
+# Each head's folder: a trained one of this run, or the pretrained head.
+HEAD_DIRS = {
+    head: PRETRAINED_HEAD if head == "pretrained" else out(f"heads/{head}")
+    for head in HEADS
+}
+HEAD_FILES = [
+    f"{folder}/{f}"
+    for folder in HEAD_DIRS.values()
+    for f in ("head.json", "head.safetensors")
+]
 
 
 def classify_inputs(wildcards):
+    """The embedding shards a classify_shard job reads: its own last."""
     return [EMBEDDINGS[i] for i in CLASSIFY_READS[int(wildcards.shard)]]
 
 

@@ -158,7 +158,7 @@ def test_workflow_per_shard_equals_one_streaming_pass(long_run):
     # Each job wrote the sequences closing in its shard; those inside a long one wrote none.
     shard_rows = [pq.read_table(p).num_rows for p in sorted(out.glob("shards/shard_*.parquet"))]
     assert sum(shard_rows) == len(PIECES) and 0 in shard_rows
-    log = wd.path("logs/classify_shard/pretrained/00003.log").read_text()
+    log = wd.path("logs/classify_shard/00003.log").read_text()
     assert "1 thread(s)" in log and "windows/s" in log and "read back from earlier shards" in log
 
 
@@ -200,7 +200,7 @@ def test_resharded_real_embeddings_give_the_single_pass_result(long_run, tmp_pat
     partials = []
     for i, reads in enumerate(plan):
         partials.append(str(tmp_path / "partial" / f"{i:05d}.parquet"))
-        classify_shard([paths[j] for j in reads], str(head_dir), 0.5, partials[-1], final=i == len(plan) - 1)
+        classify_shard([paths[j] for j in reads], {str(head_dir): partials[-1]}, 0.5, final=i == len(plan) - 1)
     gather(partials, wd.path("results/regions/regions.parquet"), wd.path("results/windows/sequences.parquet"),
            str(tmp_path / "p.tsv"), str(tmp_path / "p.parquet"), str(tmp_path / "tracks"))
     head = load_head(head_dir)
@@ -216,7 +216,7 @@ def test_resharded_real_embeddings_give_the_single_pass_result(long_run, tmp_pat
     assert (tmp_path / "lib.tsv").read_bytes() == (tmp_path / "p.tsv").read_bytes()
     if per_shard == 1:
         with pytest.raises(RuntimeError, match="shard plan and the shards disagree"):
-            classify_shard(paths[-2:], str(head_dir), 0.5, str(tmp_path / "short.parquet"), final=True)
+            classify_shard(paths[-2:], {str(head_dir): str(tmp_path / "short.parquet")}, 0.5, final=True)
 
 
 @pytest.mark.workflow

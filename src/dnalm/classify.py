@@ -1,9 +1,10 @@
 """Stage 5: apply a trained head to every sequence; write the tables and tracks.
 
 Two rules. `classify_shard`, one job per embedding shard (in parallel on a cluster),
-computes the class probabilities of the sequences that *close* in its shard and writes
-them to `classify/<head>/shards/shard_NNNNN.parquet`. `gather_predictions`, one job per
-head, joins those into the per-sequence table and writes the tracks (tracks.py).
+computes the class probabilities of the sequences that *close* in its shard, by every
+head, and writes them to `classify/<head>/shards/shard_NNNNN.parquet`.
+`gather_predictions`, one job per head, joins those into the per-sequence table and
+writes the tracks (tracks.py).
 
 Sequences straddling shards. make_windows cuts a shard every `windows.per_shard`
 windows, not at sequence ends, so a sequence may continue into the next shard, and a
@@ -23,8 +24,8 @@ empty table; the job where that sequence closes holds its windows, all of them.
 `shard_reads` gives, from the sequence lengths alone, the shards each job reads, so
 the DAG is static (rules/common.smk) and a job waits only for the shards it reads.
 
-Memory of a job: its shard's vectors, plus the carried sequence's, plus one batch of the
-head. Batches are those of `predict_proba` (64 sequences), split further where a batch
+Memory of a job: its shard's vectors, plus the carried sequence's (earlier shards are
+read one at a time), plus one batch of the head. Batches are those of `predict_proba` (64 sequences), split further where a batch
 would pad more than 64 x 512^2 window pairs (the hierarchical head attends over every
 pair), so long sequences go in smaller batches and one longer than 512 windows alone.
 
@@ -159,48 +160,66 @@ def batches(counts: np.ndarray, rows: np.ndarray, size: int = BATCH_SEQUENCES,
     return out
 
 
-def classify_shard(embedding_paths: list[str], head_dir: str, max_n_fraction: float, out_path: str, *,
-                   final: bool) -> pd.DataFrame:
-    """Class probabilities of the sequences that close in shard `embedding_paths[-1]`.
+def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,
+                   final: bool) -> dict[str, pd.DataFrame]:
+    """Class probabilities of the sequences that close in shard `embedding_paths[-1]`, by each head.
 
     `embedding_paths`: the shards `shard_reads` plans for this job (more earlier ones
-    are fine: reading back stops at the carried sequence's first window); `final`:
-    whether it is the run's last shard. Writes seq_index + prob_<class> (NaN: no call)
-    to `out_path` and returns it.
+    are fine: reading back stops at the carried sequence's first window); `outputs`:
+    head folder -> the Parquet file to write its seq_index + prob_<class> (NaN: no call)
+    to; `final`: whether it is the run's last shard. The shards are read once per pooling.
     """
     import torch
 
     from .heads import check_compatible, load_head
-    from .train import WindowSets, predict_proba
+    from .train import WindowSets
 
-    head = load_head(head_dir)
-    config = head.config
-    check_label_text(config.class_names, head_dir)
-    if config.pooling not in POOLINGS:
-        raise RuntimeError(f"{head_dir}: unknown pooling {config.pooling!r}")
     own = embedding_paths[-1]
-    hidden = pq.read_schema(own).field(config.pooling).type.list_size
-    check_compatible(config, hidden, read_provenance(own), Path(head_dir))
-    keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, config.pooling, final)
-    started = time.perf_counter()
-    chunk = WindowSets(keys, matrix, embedded, max_n_fraction)
-    proba = np.full((len(chunk.seq_index), config.n_classes), np.nan, dtype=np.float64)
+    schema, embedded = pq.read_schema(own), read_provenance(own)
+    heads = {}
+    for head_dir in outputs:  # every head is checked before any work
+        head = load_head(head_dir)
+        check_label_text(head.config.class_names, head_dir)
+        if head.config.pooling not in POOLINGS:
+            raise RuntimeError(f"{head_dir}: unknown pooling {head.config.pooling!r}")
+        check_compatible(head.config, schema.field(head.config.pooling).type.list_size, embedded, Path(head_dir))
+        heads[head_dir] = head
+    results = {}
+    for pooling in dict.fromkeys(head.config.pooling for head in heads.values()):
+        keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, pooling, final)
+        chunk = WindowSets(keys, matrix, embedded, max_n_fraction)
+        for head_dir, head in heads.items():
+            if head.config.pooling != pooling:
+                continue
+            started = time.perf_counter()
+            proba = predict_sequences(head, chunk)
+            elapsed = time.perf_counter() - started
+            rate = f"{keys.num_rows / elapsed:,.0f} windows/s" if elapsed > 0 and keys.num_rows else "no windows"
+            print(f"{own}: {len(proba)} sequence(s) close here ({keys.num_rows} windows, {carried_in} of them read "
+                  f"back from earlier shards); {head.config.kind} head ({head_dir}) on {torch.get_num_threads()} "
+                  f"thread(s): {elapsed:.2f} s, {rate}", file=sys.stderr)
+            result = pd.DataFrame({"seq_index": chunk.seq_index.astype(np.int64)})
+            for i, name in enumerate(head.config.class_names):
+                result[f"prob_{name}"] = proba[:, i]
+            provenance = {**embedded, "stage": "classify_shard", "head": str(head_dir), "head_kind": head.config.kind,
+                          "pooling": pooling, "max_n_fraction": max_n_fraction,
+                          "class_names": list(head.config.class_names)}
+            results[head_dir] = (result, provenance)
+    for head_dir, (result, provenance) in results.items():  # every head done: write
+        write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), outputs[head_dir], provenance)
+    return {head_dir: result for head_dir, (result, _) in results.items()}
+
+
+def predict_sequences(head, chunk) -> np.ndarray:
+    """(sequences, classes) probabilities of a WindowSets' sequences, NaN rows where no
+    window is usable, in `batches`."""
+    from .train import predict_proba
+
+    proba = np.full((len(chunk.seq_index), head.config.n_classes), np.nan, dtype=np.float64)
     rows = np.flatnonzero(chunk.has_usable())
     for batch in batches(chunk.counts, rows):
         proba[batch] = predict_proba(head, chunk, batch, batch_size=len(batch))
-    elapsed = time.perf_counter() - started
-    rate = f"{keys.num_rows / elapsed:,.0f} windows/s" if elapsed > 0 and keys.num_rows else "no windows"
-    print(f"{own}: {len(chunk.seq_index)} sequence(s) close here ({keys.num_rows} windows, {carried_in} of them "
-          f"read back from earlier shards); {config.kind} head on {torch.get_num_threads()} thread(s): "
-          f"{elapsed:.2f} s, {rate}", file=sys.stderr)
-    result = pd.DataFrame({"seq_index": chunk.seq_index.astype(np.int64)})
-    for i, name in enumerate(config.class_names):
-        result[f"prob_{name}"] = proba[:, i]
-    provenance = {**embedded, "stage": "classify_shard", "head": str(head_dir), "head_kind": config.kind,
-                  "pooling": config.pooling, "max_n_fraction": max_n_fraction,
-                  "class_names": list(config.class_names)}
-    write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), out_path, provenance)
-    return result
+    return proba
 
 
 # ------------------------------------------------------------------ gather
@@ -295,7 +314,7 @@ def classify(embedding_paths: list[str], regions_path: str, sequences_path: str,
         partials = []
         for i in range(len(embedding_paths)):
             partials.append(str(Path(tmp) / f"shard_{i:05d}.parquet"))
-            classify_shard(embedding_paths[: i + 1], head_dir, max_n_fraction, partials[-1],
+            classify_shard(embedding_paths[: i + 1], {head_dir: partials[-1]}, max_n_fraction,
                            final=i == len(embedding_paths) - 1)
         sizes = read_fai(fasta) if fasta else None
         return gather(partials, regions_path, sequences_path, tsv, parquet, tracks_dir, labels_path, sizes)
