@@ -294,8 +294,12 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
     check_label_text(class_names, provenance["head"])
     table = prediction_table(regions, sequences, proba, class_names)
     write_tables(table, tsv, parquet, provenance)
+    print(f"{len(table)} sequences from {len(shard_paths)} shard(s), {int(table['pred_label'].notna().sum())} "
+          f"called: {tsv}, {parquet}", file=sys.stderr)
     if tracks_dir:
-        write_tracks(table, class_names, tracks_dir, chrom_sizes)
+        stems = write_tracks(table, class_names, tracks_dir, chrom_sizes)
+        print(f"tracks in {tracks_dir}: calls.bed, {', '.join(f'{s}.bedGraph/.bw' for s in stems.values())}",
+              file=sys.stderr)
     return table
 
 
