@@ -19,7 +19,7 @@ rule classify_shard:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=classify_mem_mb,
         runtime=30,
     params:
         head_dirs=list(HEAD_DIRS.values()),

@@ -15,7 +15,7 @@ from snakemake.utils import validate
 # install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from dnalm.classify import shard_reads
+from dnalm.classify import closing_widths, shard_memory_mb, shard_reads
 from dnalm.encoder import TINY_MAX_POSITIONS, check_fits, is_local, preflight
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs
@@ -56,6 +56,8 @@ SHARDS = [shard_name(i) for i in range(plan_shards(_LENGTHS, WINDOWS))]
 # The embedding shards each classify_shard job reads: its own, preceded by those holding
 # the first windows of a sequence carried into it (src/dnalm/classify.py explains).
 CLASSIFY_READS = shard_reads(_LENGTHS, WINDOWS)
+# The most windows of a sequence each classify_shard job classifies: its memory.
+CLASSIFY_WIDTHS = closing_widths(_LENGTHS, WINDOWS)
 del _LENGTHS
 
 # Only the input keys of the active mode reach the rules (as params), so a key that
@@ -146,6 +148,23 @@ TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS
 ENCODER_HUB_ID = "" if ENCODER_FILES else ENCODER_DIR
 
 
+def _attention_heads():
+    """Attention heads of the hierarchical head classifying this run (0: none)."""
+    if PRETRAINED_HEAD:
+        import json
+
+        head = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text())
+        return (
+            head.get("attention_heads", 0) if head.get("kind") == "hierarchical" else 0
+        )
+    if "hierarchical" in HEADS:
+        return config["heads"]["hierarchical"]["attention_heads"]
+    return 0
+
+
+ATTENTION_HEADS = _attention_heads()
+
+
 # Each head's folder: a trained one of this run, or the pretrained head.
 HEAD_DIRS = {
     head: PRETRAINED_HEAD if head == "pretrained" else out(f"heads/{head}")
@@ -161,6 +180,12 @@ HEAD_FILES = [
 def classify_inputs(wildcards):
     """The embedding shards a classify_shard job reads: its own last."""
     return [EMBEDDINGS[i] for i in CLASSIFY_READS[int(wildcards.shard)]]
+
+
+def classify_mem_mb(wildcards, attempt):
+    """More for a shard where a long sequence closes (the hierarchical head's attention)."""
+    width = CLASSIFY_WIDTHS[int(wildcards.shard)]
+    return attempt * shard_memory_mb(width, ATTENTION_HEADS)
 
 
 def is_last_shard(wildcards):

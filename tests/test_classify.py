@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import Workdir
-from dnalm.classify import batches, classify, classify_shard, gather, prediction_table, shard_reads, write_tables
+from dnalm.classify import (batches, classify, classify_shard, closing_widths, gather, prediction_table,
+                            shard_memory_mb, shard_reads, write_tables)
 from dnalm.embed import read_embeddings
 from dnalm.extract import read_regions
 from dnalm.heads import load_head
@@ -51,18 +52,21 @@ def prob_columns(path) -> np.ndarray:
 # ------------------------------------------------------------------ the plan
 
 
-def brute_force_reads(lengths, spec) -> list[list[int]]:
-    """Window by window: which shard each sequence closes in, and the shards of its windows."""
+def brute_force_plan(lengths, spec) -> tuple[list[list[int]], list[int]]:
+    """Window by window: which shard each sequence closes in, the shards of its windows, and
+    per shard the most windows of a sequence closing there."""
     counts = count_windows(lengths, spec.size, spec.stride)
     shard_of = np.arange(int(counts.sum())) // spec.per_shard  # per window id
     n_shards = int(shard_of[-1]) + 1
     seq_of = np.repeat(np.arange(len(lengths)), counts)
     reads = [{i} for i in range(n_shards)]
+    widths = [0] * n_shards
     for s in range(len(lengths)):
         windows = np.flatnonzero(seq_of == s)
         closes = int(shard_of[windows[-1] + 1]) if windows[-1] + 1 < len(shard_of) else n_shards - 1
         reads[closes] |= set(shard_of[windows].tolist())
-    return [sorted(r) for r in reads]
+        widths[closes] = max(widths[closes], len(windows))
+    return [sorted(r) for r in reads], widths
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -71,8 +75,10 @@ def test_shard_reads_equal_the_windows_each_job_needs(seed):
     lengths = rng.choice([50, 512, 513, 1000, 3_000, 20_000], size=int(rng.integers(1, 40)))
     spec = WindowSpec(size=512, stride=256, per_shard=int(rng.choice([1, 2, 3, 7, 64, 10_000])))
     reads = shard_reads(lengths, spec)
-    assert reads == brute_force_reads(lengths, spec)
+    expected_reads, expected_widths = brute_force_plan(lengths, spec)
+    assert reads == expected_reads
     assert all(r == list(range(r[0], i + 1)) for i, r in enumerate(reads))  # contiguous, own shard last
+    assert closing_widths(lengths, spec) == expected_widths
 
 
 def test_a_contig_of_many_shards_is_read_by_the_job_where_it_closes():
@@ -83,6 +89,11 @@ def test_a_contig_of_many_shards_is_read_by_the_job_where_it_closes():
     assert len(reads) == 10
     assert reads[:9] == [[i] for i in range(9)]  # shards inside the contig read only themselves
     assert reads[9] == list(range(10))  # the contig closes in the last shard, which reads it whole
+    widths = closing_widths(lengths, spec)
+    assert widths[:9] == [3] + [0] * 8 and widths[9] == 19_531
+    # That job asks for the memory of the hierarchical head's attention over 19,531 windows.
+    assert shard_memory_mb(widths[0], 4) == 4001 and 15_000 < shard_memory_mb(widths[9], 4) < 20_000
+    assert shard_memory_mb(widths[9], 0) == 4000  # the mean head has no attention
 
 
 # ------------------------------------------------------------------ batches

@@ -65,6 +65,7 @@ from .windows import WindowSpec, count_windows, plan_shards
 
 BATCH_SEQUENCES = 64  # sequences per forward pass of the head, as in training's predict_proba
 BATCH_PAIRS = 64 * 512**2  # at most this many padded (window, window) pairs per batch
+ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb
 # Provenance keys of a shard's partial result that the final table does not carry.
 PARTIAL_KEYS = ("class_names",)
 
@@ -95,6 +96,28 @@ def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
         else:
             reads.append(list(range(int(starts[carried]) // spec.per_shard, shard + 1)))
     return reads
+
+
+def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
+    """For each shard, the most windows of a sequence that closes in it (0: none does)."""
+    counts = count_windows(lengths, spec.size, spec.stride)
+    n_shards = plan_shards(lengths, spec)
+    closes = np.minimum(np.cumsum(counts) // spec.per_shard, n_shards - 1)  # shard of the window after the last
+    widths = np.zeros(n_shards, dtype=np.int64)
+    np.maximum.at(widths, closes, counts)
+    return widths.tolist()
+
+
+def shard_memory_mb(width: int, attention_heads: int, base_mb: int = 4000) -> int:
+    """Memory for a classify_shard job whose longest sequence has `width` windows.
+
+    The hierarchical head attends over every pair of a sequence's windows: on the CPU
+    (nn.TransformerEncoder with a padding mask) that costs about ATTENTION_BYTES per pair
+    and attention head at once (measured: 3.5 GB at 10,000 windows, 4 heads). Heads
+    without attention (`mean`) pass attention_heads=0. The base holds a shard, the
+    process and batches of up to BATCH_PAIRS pairs.
+    """
+    return base_mb + -(-ATTENTION_BYTES * attention_heads * width * width // 2**20)
 
 
 # --------------------------------------------------------- one shard's job
