@@ -25,15 +25,18 @@ empty table; the job where that sequence closes holds its windows, all of them.
 the DAG is static (rules/common.smk) and a job waits only for the shards it reads.
 
 Memory of a job: its shard's vectors, plus the carried sequence's (earlier shards are
-read one at a time), plus one batch of the head. Batches are those of `predict_proba` (64 sequences), split further where a batch
-would pad more than 64 x 512^2 window pairs (the hierarchical head attends over every
-pair), so long sequences go in smaller batches and one longer than 512 windows alone.
+read one at a time), plus one batch of the head. Batches are those of `predict_proba`
+(64 sequences), split further where a batch would pad more than 64 x 512^2 window
+pairs (the hierarchical head attends over every pair), so long sequences go in smaller
+batches and one longer than 512 windows alone. The rule asks for memory by the longest
+sequence closing in the shard (`closing_widths`, `shard_memory_mb`).
 
 Why "closes" and not "starts": it is the cut of one streaming pass over the shards in
 order (a sequence is known to be complete when the next one begins), which is what the
 single classify job did before this rule was split. Each job therefore forms exactly the
 batches that pass formed, and the tables are byte-identical to it (floating-point
-results of a batched forward pass depend on the batch's shape).
+results of a batched forward pass depend on the batch's shape; only a batch the pair
+limit splits, which that pass would have run whole, can differ in the last bits).
 
 Per-sequence table (TSV and Parquet), the DESIGN contract:
     seq_id chrom start end strand length n_windows n_fraction pred_label prob_<class>...
@@ -41,8 +44,8 @@ Per-sequence table (TSV and Parquet), the DESIGN contract:
 Coordinates are 0-based half-open, as in BED. A sequence none of whose windows
 passes the N threshold gets no call (pred_label empty, probabilities NaN).
 
-torch is imported by the two functions that run the head, not at the top: the
-Snakefile imports `shard_reads` when it builds the DAG, and that needs no torch.
+torch (and heads.py, train.py) are imported by the functions that run the head, not at
+the top: the Snakefile imports the plan functions when it builds the DAG, without torch.
 """
 
 from __future__ import annotations
