@@ -1,10 +1,43 @@
-rule classify:
+# Classification per embedding shard (every head in one job), then one gather per
+# head. A sequence is classified by the job of the shard where it closes; that job
+# also reads the earlier shards holding its first windows (classify_inputs, planned
+# from the sequence lengths in common.smk). The gather writes the per-sequence
+# tables and the tracks; it needs no torch and no head, only the shards' results.
+
+
+rule classify_shard:
     input:
-        embeddings=EMBEDDINGS,
+        embeddings=classify_inputs,
+        heads=HEAD_FILES,
+    output:
+        expand(out("classify/{head}/shards/shard_{{shard}}.parquet"), head=HEADS),
+    log:
+        logfile("classify_shard/{shard}.log"),
+    benchmark:
+        logfile("classify_shard/{shard}.benchmark.tsv")
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=classify_mem_mb,
+        runtime=30,
+    params:
+        head_dirs=list(HEAD_DIRS.values()),
+        max_n_fraction=config["heads"]["max_n_fraction"],
+        final=is_last_shard,
+    script:
+        "../scripts/classify_shard.py"
+
+
+rule gather_predictions:
+    input:
+        shards=expand(
+            out("classify/{{head}}/shards/shard_{shard}.parquet"), shard=SHARDS
+        ),
         regions=out("regions/regions.parquet"),
         labels=out("regions/labels.parquet"),
         sequences=out("windows/sequences.parquet"),
-        head=head_files,
+        fasta=ancient(FASTA),
     output:
         tsv=out("classify/{head}/predictions.tsv"),
         parquet=out("classify/{head}/predictions.parquet"),
@@ -14,15 +47,12 @@ rule classify:
             else []
         ),
     log:
-        logfile("classify/{head}.log"),
+        logfile("gather_predictions/{head}.log"),
     conda:
         "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    params:
-        head_dir=head_dir,
-        max_n_fraction=config["heads"]["max_n_fraction"],
     script:
-        "../scripts/classify.py"
+        "../scripts/gather_predictions.py"

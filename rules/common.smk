@@ -16,6 +16,7 @@ from snakemake.utils import validate
 # install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from dnalm.classify import closing_widths, shard_memory_mb, shard_reads
 from dnalm.encoders import (
     EncoderSpec,
     identity_mismatches,
@@ -76,6 +77,11 @@ COORDINATES_DIGEST, LABELLED = PLAN.coordinates_digest, PLAN.labelled
 # bgzip_fasta makes of plain gzip.
 FASTA = PLAN.fasta.path
 FASTA_COPY = [FASTA] if PLAN.fasta.recompress else []
+# The embedding shards each classify_shard job reads: its own, preceded by those holding
+# the first windows of a sequence carried into it (src/dnalm/classify.py explains).
+CLASSIFY_READS = shard_reads(PLAN.lengths, WINDOWS)
+# The most windows of a sequence each classify_shard job classifies: its memory.
+CLASSIFY_WIDTHS = closing_widths(PLAN.lengths, WINDOWS)
 
 # Only the input keys of the active mode reach the rules (as params), so a key that
 # mode ignores re-runs nothing. The BED's path is not among them: its coordinates
@@ -267,14 +273,48 @@ def finetune_settings():
     return settings
 
 
-def head_dir(wildcards):
-    if wildcards.head == "pretrained":
-        return PRETRAINED_HEAD
-    return out(f"heads/{wildcards.head}")
+def _attention_heads():
+    """Attention heads of the hierarchical head classifying this run (0: none)."""
+    if PRETRAINED_HEAD:
+        import json
+
+        head = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text())
+        return (
+            head.get("attention_heads", 0) if head.get("kind") == "hierarchical" else 0
+        )
+    if "hierarchical" in HEADS:
+        return config["heads"]["hierarchical"]["attention_heads"]
+    return 0
 
 
-def head_files(wildcards):
-    return [f"{head_dir(wildcards)}/{f}" for f in ("head.json", "head.safetensors")]
+ATTENTION_HEADS = _attention_heads()
+
+
+# Each head's folder: a trained one of this run, or the pretrained head.
+HEAD_DIRS = {
+    head: PRETRAINED_HEAD if head == "pretrained" else out(f"heads/{head}")
+    for head in HEADS
+}
+HEAD_FILES = [
+    f"{folder}/{f}"
+    for folder in HEAD_DIRS.values()
+    for f in ("head.json", "head.safetensors")
+]
+
+
+def classify_inputs(wildcards):
+    """The embedding shards a classify_shard job reads: its own last."""
+    return [EMBEDDINGS[i] for i in CLASSIFY_READS[int(wildcards.shard)]]
+
+
+def classify_mem_mb(wildcards, attempt):
+    """More for a shard where a long sequence closes (the hierarchical head's attention)."""
+    width = CLASSIFY_WIDTHS[int(wildcards.shard)]
+    return attempt * shard_memory_mb(width, ATTENTION_HEADS)
+
+
+def is_last_shard(wildcards):
+    return wildcards.shard == SHARDS[-1]
 
 
 def train_settings(wildcards):
@@ -331,7 +371,8 @@ def print_outputs():
             print(f"    {summary_line(baseline_label(key), found[key]['test'])}")
     if config["classify"]["tracks"]:
         print(
-            f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph)"
+            f"  tracks: {out('classify/<head>/tracks/')} (calls.bed, prob_<class>.bedGraph "
+            "and .bw; tracks.tsv maps classes to files)"
         )
     print(
         "  report: snakemake --report report.html (with the same --configfile options)"

@@ -20,7 +20,12 @@ from test_workflow import jobs_in_dry_run
 pytestmark = pytest.mark.workflow
 
 BED = {"input": {"mode": "bed", "bed": "regions.bed"}}
-AFTER_EMBEDDING = {"all": 1, "train_head": 2, "classify": 2, "report_metrics": 1, "report_run": 1}
+
+
+def after_embedding(shards: int = 4) -> dict[str, int]:
+    """Jobs downstream of the embeddings: two heads, both classified by one job per shard, then gathered."""
+    return {"all": 1, "train_head": 2, "classify_shard": shards, "gather_predictions": 2, "report_metrics": 1,
+            "report_run": 1}
 
 
 def dry_run_with(wd: Workdir, name: str, overlay: dict) -> dict[str, int]:
@@ -34,15 +39,15 @@ def test_window_size_reruns_everything_from_windows_on(trained_bed_run):
     wd, _, _ = trained_bed_run
     jobs = dry_run_with(wd, "win.yaml", {"windows": {"size": 400, "stride": 200}})
     # 72 regions x 4 windows (0, 200, 400, 600) = 288 windows -> 5 shards of 64
-    assert jobs == {**AFTER_EMBEDDING, "make_windows": 1, "embed_shard": 5}
+    assert jobs == {**after_embedding(shards=5), "make_windows": 1, "embed_shard": 5}
 
 
 def test_encoder_reruns_embeddings_and_after(trained_bed_run):
     wd, _, _ = trained_bed_run
     jobs = dry_run_with(wd, "enc.yaml", {"encoder": {"precision": "bf16"}})
-    assert jobs == {**AFTER_EMBEDDING, "embed_shard": 4}
+    assert jobs == {**after_embedding(), "embed_shard": 4}
     jobs = dry_run_with(wd, "enc_seed.yaml", {"encoder": {"tiny": {"seed": 1}}})
-    assert jobs == {**AFTER_EMBEDDING, "build_tiny_encoder": 1, "embed_shard": 4}
+    assert jobs == {**after_embedding(), "build_tiny_encoder": 1, "embed_shard": 4}
 
 
 def test_batch_size_and_threads_rerun_nothing(trained_bed_run):
@@ -84,7 +89,7 @@ def test_relabelling_retrains_without_reembedding(copied_run):
     cols[7] = "test" if cols[7] == "train" else "train"  # move one region to the other split
     bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
     jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
-    assert jobs == {**AFTER_EMBEDDING, "extract_labels": 1}
+    assert jobs == {**after_embedding(), "extract_labels": 1}
     embeddings = {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")}
     wd.snakemake(configs=[wd.path("bed.yaml")])
     assert {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")} == embeddings
@@ -100,7 +105,7 @@ def test_coordinates_change_reruns_from_regions(copied_run):
     cols[2] = str(int(cols[2]) - 100)  # shorter region: other windows
     bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
     jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
-    assert jobs == {**AFTER_EMBEDDING, "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
+    assert jobs == {**after_embedding(), "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
                     "embed_shard": 4}
 
 

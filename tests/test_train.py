@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dnalm.classify import classify, coverage_mean
+from dnalm.classify import classify
 from dnalm.embed import embed_shard, read_embeddings
 from dnalm.encoders import EncoderSpec, build_tiny_encoder
 from dnalm.errors import InputError
@@ -23,6 +23,7 @@ from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
 from dnalm.io import read_provenance, write_table_atomic
 from dnalm.metrics import classification_metrics
 from dnalm.splits import assign_splits
+from dnalm.tracks import coverage_mean
 from dnalm.train import TrainSettings, train_head
 from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
 from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta

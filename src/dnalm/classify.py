@@ -1,17 +1,57 @@
 """Stage 5: apply a trained head to every sequence; write the tables and tracks.
 
+Two rules. `classify_shard`, one job per embedding shard (in parallel on a cluster),
+computes the class probabilities of the sequences that *close* in its shard, by every
+head, and writes them to `classify/<head>/shards/shard_NNNNN.parquet`.
+`gather_predictions`, one job per head, joins those into the per-sequence table and
+writes the tracks (tracks.py).
+
+Sequences straddling shards. make_windows cuts a shard every `windows.per_shard`
+windows, not at sequence ends, so a sequence may continue into the next shard, and a
+long one spans many (a 5 Mbp contig at stride 256 is 20,000 windows: 10 shards of
+2,000). The head needs all of a sequence's windows at once, so each sequence is
+classified exactly once, by the job of the shard where it closes. A sequence closes
+where the next one begins (at the window after its last); the run's last sequence
+closes in the last shard. So the job of shard i classifies
+  - every sequence with windows in shard i except the one holding its last window,
+    which goes on into shard i+1 or closes there (in the last shard: that one too);
+  - the sequence carried in: the one holding shard i-1's last window (which either
+    continues into shard i or ended just there), unless it also holds shard i's last
+    window. Its first windows lie in earlier shards: the job reads back through them
+    and keeps that sequence's windows only.
+A job whose shard lies wholly inside one long sequence classifies nothing and writes an
+empty table; the job where that sequence closes holds its windows, all of them.
+`shard_reads` gives, from the sequence lengths alone, the shards each job reads, so
+the DAG is static (rules/common.smk) and a job waits only for the shards it reads.
+
+Memory of a job: its shard's vectors, plus the carried sequence's (earlier shards are
+read one at a time), plus one batch of the head: `heads.predict_proba` batches at most
+`data.WINDOW_BUDGET` windows (a longer sequence goes alone), and the hierarchical head
+attends within blocks of windows, so memory grows linearly with the longest sequence.
+The rule asks for memory by the longest sequence closing in the shard
+(`closing_widths`, `shard_memory_mb`).
+
+Why "closes" and not "starts": it is the cut of one streaming pass over the shards in
+order (a sequence is known to be complete when the next one begins). Each job therefore
+forms exactly the batches that pass forms (`classify`, the single-process path), and
+the tables are byte-identical to it (floating-point results of a batched forward pass
+depend on the batch's shape).
+
 Per-sequence table (TSV and Parquet), the DESIGN contract:
     seq_id chrom start end strand length n_windows n_fraction pred_label prob_<class>...
     [+ true_label split when labels are known]
 Coordinates are 0-based half-open, as in BED. A sequence none of whose windows
 passes the N threshold gets no call (pred_label empty, probabilities NaN).
 
-Tracks: a BED of calls and one bedGraph per class whose value is the mean
-probability of the sequences covering each base (no overlaps).
+torch (and heads.py, train.py) are imported by the functions that run the head, not at
+the top: the Snakefile imports the plan functions when it builds the DAG, without torch.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +59,170 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import WindowSets
-from .embed import iter_embeddings
+from .embed import POOLINGS, check_same_origin, read_embeddings
 from .extract import read_regions
-from .heads import HeadConfig, check_compatible, load_head, predict_proba
-from .io import atomic_dir, atomic_path, write_table_atomic
+from .io import atomic_path, read_fai, read_parquet, read_provenance, write_table_atomic
+from .tracks import check_label_text, write_tracks
+from .windows import WindowSpec, count_windows, plan_shards
+
+ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb
+# Provenance keys of a shard's partial result that the final table does not carry.
+PARTIAL_KEYS = ("class_names",)
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
+    """For each shard, the shards its classify_shard job reads, in order, its own last.
+
+    Mirrors how make_windows numbers windows (in sequence order) and cuts shards
+    (every `per_shard` windows), from the sequence lengths alone.
+    """
+    counts = count_windows(lengths, spec.size, spec.stride)
+    ends = np.cumsum(counts)  # per sequence: the window id after its last window
+    starts = ends - counts
+    n_shards = plan_shards(lengths, spec)
+    reads = []
+    for shard in range(n_shards):
+        first_window = shard * spec.per_shard
+        if shard == 0:
+            reads.append([0])
+            continue
+        carried = int(np.searchsorted(ends, first_window - 1, side="right"))  # holds the window before
+        holds_last = ends[carried] >= (shard + 1) * spec.per_shard  # also shard's last window
+        if holds_last and shard < n_shards - 1:
+            reads.append([shard])  # the carried sequence closes later: nothing to read back
+        else:
+            reads.append(list(range(int(starts[carried]) // spec.per_shard, shard + 1)))
+    return reads
+
+
+def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
+    """For each shard, the most windows of a sequence that closes in it (0: none does)."""
+    counts = count_windows(lengths, spec.size, spec.stride)
+    n_shards = plan_shards(lengths, spec)
+    closes = np.minimum(np.cumsum(counts) // spec.per_shard, n_shards - 1)  # shard of the window after the last
+    widths = np.zeros(n_shards, dtype=np.int64)
+    np.maximum.at(widths, closes, counts)
+    return widths.tolist()
+
+
+def shard_memory_mb(width: int, attention_heads: int, block: int = 256, base_mb: int = 4000) -> int:
+    """Memory for a classify_shard job whose longest sequence has `width` windows.
+
+    The hierarchical head attends within blocks of `block` windows: a sequence costs about
+    ATTENTION_BYTES per (window, window) pair of its blocks and attention head, i.e.
+    width x block pairs, linear in its length (164 MB for a 20,000-window contig with 4
+    heads). Heads without attention (`mean`) pass attention_heads=0. The base holds a
+    shard, the process and batches of `data.WINDOW_BUDGET` windows.
+    """
+    pairs = width * min(width, block)
+    return base_mb + -(-ATTENTION_BYTES * attention_heads * pairs // 2**20)
+
+
+# --------------------------------------------------------- one shard's job
+
+
+def _closing_windows(paths: list[str], pooling: str, final: bool) -> tuple[pa.Table, np.ndarray, dict, int]:
+    """Keys and vectors of the windows of the sequences that close in the shard paths[-1].
+
+    `paths`: that shard, preceded by (at least) the shards holding the first windows
+    of the sequence carried into it. Returns keys, (n_windows, hidden) matrix, the
+    shard's provenance and how many windows came from earlier shards.
+    """
+    keys, matrix, provenance = read_embeddings([paths[-1]], pooling)
+    if keys.num_rows == 0:
+        return keys, matrix, provenance, 0
+    seq = keys.column("seq_index").to_numpy()
+    first_seq, first_window = int(seq[0]), int(keys.column("window_index")[0].as_py())
+    carried = first_seq if first_window > 0 else first_seq - 1  # holds the previous shard's last window
+    if not final:
+        if carried == seq[-1]:  # it goes on past this shard (or closes at the next): nothing closes here
+            return keys.slice(0, 0), matrix[:0], provenance, 0
+        cut = int(np.searchsorted(seq, seq[-1]))  # first window of this shard's last sequence
+        keys, matrix = keys.slice(0, cut), matrix[:cut]
+    if carried < 0:  # the run's first shard
+        return keys, matrix, provenance, 0
+    before_keys, before = [], []
+    for path in reversed(paths[:-1]):
+        earlier, vectors, earlier_provenance = read_embeddings([path], pooling)
+        check_same_origin(earlier_provenance, provenance, path, paths[-1])
+        rows = np.flatnonzero(earlier.column("seq_index").to_numpy() == carried)
+        before_keys.insert(0, earlier.take(rows))
+        before.insert(0, vectors[rows])
+        if rows.size and earlier.column("window_index")[int(rows[0])].as_py() == 0:
+            break
+    else:
+        raise RuntimeError(f"the first windows of sequence {carried}, carried into {paths[-1]}, are not in "
+                           f"{paths[:-1]}: the shard plan and the shards disagree (re-run the workflow)")
+    carried_keys = pa.concat_tables(before_keys)
+    return (pa.concat_tables([carried_keys, keys]), np.concatenate([*before, matrix]), provenance,
+            carried_keys.num_rows)
+
+
+def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,
+                   final: bool) -> dict[str, pd.DataFrame]:
+    """Class probabilities of the sequences that close in shard `embedding_paths[-1]`, by each head.
+
+    `embedding_paths`: the shards `shard_reads` plans for this job (more earlier ones
+    are fine: reading back stops at the carried sequence's first window); `outputs`:
+    head folder -> the Parquet file to write its seq_index + prob_<class> (NaN: no call)
+    to; `final`: whether it is the run's last shard. The shards are read once per pooling.
+    """
+    import torch
+
+    from .data import WindowSets
+    from .heads import check_compatible, load_head
+
+    own = embedding_paths[-1]
+    schema, embedded = pq.read_schema(own), read_provenance(own)
+    heads = {}
+    for head_dir in outputs:  # every head is checked before any work
+        head = load_head(head_dir)
+        check_label_text(head.config.class_names, head_dir)
+        if head.config.pooling not in POOLINGS:
+            raise RuntimeError(f"{head_dir}: unknown pooling {head.config.pooling!r}")
+        check_compatible(head.config, schema.field(head.config.pooling).type.list_size, embedded, Path(head_dir))
+        heads[head_dir] = head
+    results = {}
+    for pooling in dict.fromkeys(head.config.pooling for head in heads.values()):
+        keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, pooling, final)
+        chunk = WindowSets(keys, matrix, embedded, max_n_fraction)
+        for head_dir, head in heads.items():
+            if head.config.pooling != pooling:
+                continue
+            started = time.perf_counter()
+            proba = predict_sequences(head, chunk)
+            elapsed = time.perf_counter() - started
+            rate = f"{keys.num_rows / elapsed:,.0f} windows/s" if elapsed > 0 and keys.num_rows else "no windows"
+            print(f"{own}: {len(proba)} sequence(s) close here ({keys.num_rows} windows, {carried_in} of them read "
+                  f"back from earlier shards); {head.config.kind} head ({head_dir}) on {torch.get_num_threads()} "
+                  f"thread(s): {elapsed:.2f} s, {rate}", file=sys.stderr)
+            result = pd.DataFrame({"seq_index": chunk.seq_index.astype(np.int64)})
+            for i, name in enumerate(head.config.class_names):
+                result[f"prob_{name}"] = proba[:, i]
+            provenance = {**embedded, "stage": "classify_shard", "head": str(head_dir), "head_kind": head.config.kind,
+                          "pooling": pooling, "max_n_fraction": max_n_fraction,
+                          "class_names": list(head.config.class_names)}
+            results[head_dir] = (result, provenance)
+    for head_dir, (result, provenance) in results.items():  # every head done: write
+        write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), outputs[head_dir], provenance)
+    return {head_dir: result for head_dir, (result, _) in results.items()}
+
+
+def predict_sequences(head, chunk) -> np.ndarray:
+    """(sequences, classes) probabilities of a WindowSets' sequences, NaN rows where no
+    window is usable (batched by window budget, `heads.predict_proba`)."""
+    from .heads import predict_proba
+
+    proba = np.full((len(chunk.seq_index), head.config.n_classes), np.nan, dtype=np.float64)
+    rows = np.flatnonzero(chunk.has_usable())
+    proba[rows] = predict_proba(head, chunk, rows)
+    return proba
+
+
+# ------------------------------------------------------------------ gather
 
 
 def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, proba: np.ndarray,
@@ -46,102 +245,80 @@ def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, proba: np.n
     return table
 
 
-def predict_all(head, embedding_paths: list[str], n_sequences: int, max_n_fraction: float,
-                where: object) -> tuple[np.ndarray, dict]:
-    """Class probabilities for every sequence, streaming shard by shard.
-
-    Returns (n_sequences, classes) with NaN rows where no window passes the N
-    threshold, and the embeddings' provenance.
-    """
-    config: HeadConfig = head.config
-    proba = np.full((n_sequences, config.n_classes), np.nan, dtype=np.float64)
-    provenance: dict = {}
-    for keys, matrix, provenance in iter_embeddings(embedding_paths, config.pooling):
-        chunk = WindowSets(keys, matrix, provenance, max_n_fraction)
-        check_compatible(config, chunk.embed_dim, provenance, where)
-        rows = np.flatnonzero(chunk.has_usable())
-        proba[chunk.seq_index[rows]] = predict_proba(head, chunk, rows)
-    return proba, provenance
-
-
 def write_tables(table: pd.DataFrame, tsv: str, parquet: str, provenance: dict) -> None:
     with atomic_path(tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), parquet, provenance)
 
 
-def calls_bed(table: pd.DataFrame) -> pd.DataFrame:
-    """BED6 of calls: name = predicted class, score = 1000 x its probability."""
-    called = table[table["pred_label"].notna()]
-    prob_cols = [c for c in table.columns if c.startswith("prob_")]
-    score = (called[prob_cols].max(axis=1) * 1000).round().astype(int)
-    return pd.DataFrame({"chrom": called["chrom"], "start": called["start"], "end": called["end"],
-                         "name": called["pred_label"], "score": score, "strand": called["strand"]})
+def read_partials(paths: list[str], n_sequences: int) -> tuple[np.ndarray, list[str], dict]:
+    """The shards' probabilities as one (n_sequences, classes) array, the class names and
+    the final table's provenance (checked to agree across shards)."""
+    first = read_provenance(paths[0])
+    same = {key: first.get(key) for key in ("head", "head_kind", "pooling", "max_n_fraction", "class_names")}
+    class_names = first["class_names"]
+    seq_parts, prob_parts = [], []
+    provenance = first
+    for path in paths:
+        provenance = read_provenance(path)
+        check_same_origin(provenance, first, path, paths[0])
+        differ = [key for key, value in same.items() if provenance.get(key) != value]
+        if differ:
+            raise RuntimeError(f"{path} and {paths[0]} differ in {differ}: re-run classify_shard for this head")
+        table = read_parquet(path, rule="classify_shard")
+        seq_parts.append(table.column("seq_index").to_numpy())
+        prob_parts.append(np.column_stack([table.column(f"prob_{n}").to_numpy() for n in class_names])
+                          if table.num_rows else np.zeros((0, len(class_names))))
+    seq = np.concatenate(seq_parts)
+    if not np.array_equal(seq, np.arange(n_sequences)):
+        raise RuntimeError(f"the classified shards hold {len(seq)} sequences, not each of the {n_sequences} of the "
+                           "regions table once and in order: re-run the workflow")
+    proba = np.concatenate(prob_parts).astype(np.float64)
+    final = {key: value for key, value in provenance.items() if key not in PARTIAL_KEYS}
+    return proba, class_names, {**final, "stage": "classify"}
 
 
-def coverage_mean(starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """Per-base mean of overlapping intervals, as non-overlapping segments.
+def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: str, parquet: str,
+           tracks_dir: str | None, labels_path: str | None = None,
+           chrom_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+    """The per-sequence table (TSV + Parquet) and tracks from every shard's probabilities.
 
-    Returns start, end, value for every stretch covered by at least one
-    interval; neighbouring segments with equal value are merged.
+    `shard_paths`: classify_shard outputs in shard order; `chrom_sizes`: contig ->
+    length for the bigWig header (`io.read_fai` of the FASTA), by default each contig
+    as long as its furthest sequence end.
     """
-    bounds = np.unique(np.concatenate([starts, ends]))
-    delta_sum = np.zeros(len(bounds))
-    delta_n = np.zeros(len(bounds))
-    lo, hi = np.searchsorted(bounds, starts), np.searchsorted(bounds, ends)
-    np.add.at(delta_sum, lo, values)
-    np.add.at(delta_sum, hi, -values)
-    np.add.at(delta_n, lo, 1)
-    np.add.at(delta_n, hi, -1)
-    total, count = np.cumsum(delta_sum)[:-1], np.cumsum(delta_n)[:-1]  # per segment [bounds[i], bounds[i+1])
-    covered = count > 0.5
-    seg = pd.DataFrame({"start": bounds[:-1][covered], "end": bounds[1:][covered],
-                        "value": np.round(total[covered] / count[covered], 6)})
-    # Merge runs of equal value that touch.
-    new_run = (seg["start"].to_numpy() != np.r_[-1, seg["end"].to_numpy()[:-1]]) | \
-              (seg["value"].to_numpy() != np.r_[np.nan, seg["value"].to_numpy()[:-1]])
-    run = np.cumsum(new_run)
-    return seg.groupby(run).agg(start=("start", "first"), end=("end", "last"), value=("value", "first"))
+    regions = read_regions(regions_path, labels_path)
+    check_label_text(regions["label"].dropna().unique(), labels_path or regions_path)
+    sequences = read_parquet(sequences_path, rule="make_windows").to_pandas()
+    proba, class_names, provenance = read_partials(shard_paths, len(regions))
+    check_label_text(class_names, provenance["head"])
+    table = prediction_table(regions, sequences, proba, class_names)
+    write_tables(table, tsv, parquet, provenance)
+    print(f"{len(table)} sequences from {len(shard_paths)} shard(s), {int(table['pred_label'].notna().sum())} "
+          f"called: {tsv}, {parquet}", file=sys.stderr)
+    if tracks_dir:
+        stems = write_tracks(table, class_names, tracks_dir, chrom_sizes)
+        print(f"tracks in {tracks_dir}: calls.bed, {', '.join(f'{s}.bedGraph/.bw' for s in stems.values())}",
+              file=sys.stderr)
+    return table
 
 
-def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str) -> None:
-    called = table[table["pred_label"].notna()]
-    chrom_order = list(dict.fromkeys(table["chrom"]))
-    with atomic_dir(out_dir) as tmp:
-        bed = calls_bed(table)
-        bed["_order"] = bed["chrom"].map({c: i for i, c in enumerate(chrom_order)})
-        bed.sort_values(["_order", "start", "end"]).drop(columns="_order").to_csv(
-            tmp / "calls.bed", sep="\t", header=False, index=False)
-        by_chrom = list(called.groupby("chrom", sort=False))  # contigs in input order
-        for name in class_names:
-            parts = []
-            for chrom, sub in by_chrom:
-                seg = coverage_mean(sub["start"].to_numpy(), sub["end"].to_numpy(),
-                                    sub[f"prob_{name}"].to_numpy(dtype=np.float64))
-                seg.insert(0, "chrom", chrom)
-                parts.append(seg)
-            with open(tmp / f"prob_{_safe(name)}.bedGraph", "w") as fh:
-                fh.write(f'track type=bedGraph name="P({name})" description="dnalm probability of {name}"\n')
-                if parts:
-                    pd.concat(parts).to_csv(fh, sep="\t", header=False, index=False)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+# ----------------------------------------------------- one process, all shards
 
 
 def classify(embedding_paths: list[str], regions_path: str, sequences_path: str, head_dir: str,
              max_n_fraction: float, tsv: str, parquet: str, tracks_dir: str | None,
-             labels_path: str | None = None) -> pd.DataFrame:
-    head = load_head(head_dir)
-    regions = read_regions(regions_path, labels_path)
-    sequences = pq.read_table(sequences_path).to_pandas()
-    proba, embedded = predict_all(head, embedding_paths, len(regions), max_n_fraction, Path(head_dir))
-    table = prediction_table(regions, sequences, proba, head.config.class_names)
-    provenance = {**embedded, "stage": "classify", "head": str(head_dir), "head_kind": head.config.kind,
-                  "pooling": head.config.pooling, "max_n_fraction": max_n_fraction}
-    write_tables(table, tsv, parquet, provenance)
-    if tracks_dir:
-        write_tracks(table, head.config.class_names, tracks_dir)
-    return table
+             labels_path: str | None = None, fasta: str | None = None) -> pd.DataFrame:
+    """What the two rules do, in one process: each shard in turn, then the gather.
 
+    `embedding_paths`: every shard of the run in order; `fasta`: the reference (or
+    FASTA of sequences) whose .fai gives the bigWig's contig lengths.
+    """
+    with tempfile.TemporaryDirectory(prefix="dnalm-classify-") as tmp:
+        partials = []
+        for i in range(len(embedding_paths)):
+            partials.append(str(Path(tmp) / f"shard_{i:05d}.parquet"))
+            classify_shard(embedding_paths[: i + 1], {head_dir: partials[-1]}, max_n_fraction,
+                           final=i == len(embedding_paths) - 1)
+        sizes = read_fai(fasta) if fasta else None
+        return gather(partials, regions_path, sequences_path, tsv, parquet, tracks_dir, labels_path, sizes)
