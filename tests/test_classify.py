@@ -11,20 +11,21 @@ import pytest
 import torch
 
 from conftest import Workdir
-from dnalm.classify import (batches, classify, classify_shard, closing_widths, gather, prediction_table,
-                            shard_memory_mb, shard_reads, write_tables)
+from dnalm.classify import (classify, classify_shard, closing_widths, gather, prediction_table, shard_memory_mb,
+                            shard_reads, write_tables)
 from dnalm.embed import read_embeddings
 from dnalm.extract import read_regions
 from dnalm.heads import load_head
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.train import WindowSets, predict_proba
+from dnalm.data import WindowSets
+from dnalm.heads import predict_proba
 from dnalm.windows import WindowSpec, count_windows
 from helpers_unit import ECOLI, PHIX, read_records, write_fasta
 
 
 def single_pass(head, paths: list[str], n_sequences: int, max_n_fraction: float = 0.5) -> np.ndarray:
     """The one classify job that the per-shard rules replaced: the shards streamed in order,
-    each one's last sequence carried into the next, each chunk in batches of 64."""
+    each one's last sequence carried into the next, each chunk batched by predict_proba."""
     proba = np.full((n_sequences, head.config.n_classes), np.nan)
     carry = None
     for i, path in enumerate(paths):
@@ -91,32 +92,10 @@ def test_a_contig_of_many_shards_is_read_by_the_job_where_it_closes():
     assert reads[9] == list(range(10))  # the contig closes in the last shard, which reads it whole
     widths = closing_widths(lengths, spec)
     assert widths[:9] == [3] + [0] * 8 and widths[9] == 19_531
-    # That job asks for the memory of the hierarchical head's attention over 19,531 windows.
-    assert shard_memory_mb(widths[0], 4) == 4001 and 15_000 < shard_memory_mb(widths[9], 4) < 20_000
+    # That job asks for the memory of the hierarchical head's attention over 19,531 windows,
+    # in blocks of 256 windows: linear in the length (full attention would need 12 GB).
+    assert shard_memory_mb(widths[0], 4) == 4001 and 4_100 < shard_memory_mb(widths[9], 4) < 4_200
     assert shard_memory_mb(widths[9], 0) == 4000  # the mean head has no attention
-
-
-# ------------------------------------------------------------------ batches
-
-
-def test_batches_are_predict_probas_groups_unless_too_wide():
-    counts = np.array([3] * 200)
-    rows = np.arange(0, 200, 2)
-    assert [b.tolist() for b in batches(counts, rows)] == [rows[:64].tolist(), rows[64:].tolist()]
-    counts = np.array([3, 600, 3, 3, 300, 300, 300, 300, 3])
-    groups = batches(counts, np.arange(9), size=64, max_pairs=2 * 300**2)
-    assert [g.tolist() for g in groups] == [[0], [1], [2, 3], [4, 5], [6, 7], [8]]
-    assert np.array_equal(np.concatenate(groups), np.arange(9))
-
-
-def test_windows_shorter_than_k_are_not_usable():
-    """A window of fewer than k bases has no k-mer: it must not produce a call."""
-    keys = pa.table({"seq_index": pa.array([0, 1, 1], pa.int64()), "start": pa.array([0, 0, 256], pa.int64()),
-                     "length": pa.array([3, 512, 300], pa.int32()),
-                     "n_fraction": pa.array([0.0, 0.0, 0.9], pa.float32())})
-    data = WindowSets(keys, np.zeros((3, 4), np.float32), {"kmer": 6, "window_stride": 256}, 0.5)
-    assert data.usable.tolist() == [False, True, False]
-    assert data.has_usable().tolist() == [False, True]
 
 
 # ------------------------------------------------- real data, real workflow runs

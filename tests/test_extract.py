@@ -348,3 +348,19 @@ def test_empty_labels_table_is_named(tmp_path):
     with pytest.raises(InputError, match="cannot be read as a TSV table") as err:
         read_labels(str(table))
     assert str(table) in str(err.value)
+
+
+def test_labels_with_control_characters_stop_where_they_are_read(tmp_path):
+    """A tab or line break in a label would break the TSV, the BED of calls and the tracks:
+    refused when the labels are read (before any job), naming the file."""
+    fasta = write_fasta(tmp_path / "s.fa", {"a": "ACGT" * 50, "b": "GGCC" * 50})
+    table = tmp_path / "labels.csv"
+    table.write_text('id,label\na,"coding\tregion"\nb,other\n')
+    with pytest.raises(InputError, match="control character") as err:
+        load_regions(RegionSource(mode="fasta", sequences=str(fasta), labels=str(table)))
+    assert "labels.csv" in str(err.value) and "Fix:" in str(err.value)
+    (seq,) = read_records(PHIX).values()
+    bed = tmp_path / "r.bed"
+    bed.write_text("NC_001422.1\t0\t100\tr1\t0\t+\tcoding\x0bx\ttrain\n")
+    with pytest.raises(InputError, match="control character"):
+        load_regions(RegionSource(mode="bed", reference=str(copy_fasta(PHIX, tmp_path)), bed=str(bed)))

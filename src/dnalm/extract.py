@@ -39,6 +39,7 @@ from .io import (
     scan_fasta,
     write_table_atomic,
 )
+from .tracks import check_label_text
 
 # The regions table, declared once: writer (extract_regions) and readers agree.
 REGIONS_SCHEMA = pa.schema(
@@ -220,6 +221,7 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource, la
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     frame = _frame(rows)
+    check_label_text(frame["label"].tolist(), path)
     check_label_spellings(frame["label"].tolist(), lambda i: f"{path}:{seen[rows[i][0]]}")
     frame.attrs["skipped_lines"] = len(skipped)
     return frame
@@ -393,6 +395,7 @@ def read_labels(path: str) -> pd.DataFrame:
         raise InputError(f"id {dup.iloc[0]!r} appears on lines {first[0]} and {first[1]}", path=p,
                          fix="keep one row per id")
     table["label"] = table["label"].map(_empty_or_none)
+    check_label_text(table["label"].tolist(), p)
     check_label_spellings(table["label"].tolist(), lambda i: f"{p}:{table['line'].iloc[i]}")
     if "split" in table.columns:
         table["split"] = [normalise_split(v, f"{p}:{line} (id {i})")
@@ -483,6 +486,7 @@ def _bed_labels(source: RegionSource) -> pd.DataFrame:
                                  normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
         lines.append(lineno)
     parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
+    check_label_text([label for label, _ in rows.values()], source.bed)
     check_label_spellings([label for label, _ in rows.values()], lambda i: f"{source.bed}:{lines[i]}")
     return parsed
 
