@@ -106,7 +106,7 @@ def test_read_only_reference_with_a_stale_index_gives_the_right_windows(workdir)
     pysam.faidx(str(fasta))
     write_fasta(fasta, records, width=70)
     os.utime(f"{fasta}.fai")  # newer than the FASTA: only its content gives it away
-    workdir.path("r.bed").write_text("chr1\t100\t600\tr1\t0\t+\ta\ttrain\nchr2\t50\t550\tr2\t0\t-\tb\ttest\n")
+    workdir.path("r.bed").write_text("chr1\t100\t600\tr1\t0\t+\ta\ttrain\nchr2\t50\t550\tr2\t0\t-\tb\ttrain\n")
     cfg = workdir.write_config("ro.yaml", {"input": {"mode": "bed", "reference": str(fasta), "bed": "r.bed"}})
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir.root), "--cores", "2", WINDOWS,
            "--configfile", str(workdir.path("config/config.yaml")), str(cfg)]
@@ -130,7 +130,8 @@ def _plain_gzip(src: Path, dst: Path) -> Path:
 
 def test_plain_gzip_reference_is_recompressed_once_by_a_rule(workdir):
     plain = _plain_gzip(PHIX, workdir.path("phix.fa.gz"))
-    regions = "".join(f"NC_001422.1\t{s}\t{s + 900}\tr{s}\t0\t{'+-'[s % 2]}\tx\ttrain\n" for s in range(0, 4400, 401))
+    regions = "".join(f"NC_001422.1\t{s}\t{s + 900}\tr{s}\t0\t{'+-'[s % 2]}\t{'xy'[s % 2]}\ttrain\n"
+                      for s in range(0, 4400, 401))
     for wd in (workdir, reference := Workdir(workdir.root.parent / "bgzip")):
         wd.path("r.bed").write_text(regions)
     genes = {"mode": "bed", "bed": "r.bed"}

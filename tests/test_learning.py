@@ -72,9 +72,10 @@ def test_finetuning_writes_an_encoder_and_head_the_workflow_can_use(tiny_models,
     # The encoder changed and is a model folder of the same family (tokenizer files copied).
     folder = ModelFolder.open(str(tmp_path / "encoder"))
     assert family_for(folder).name == family_for(ModelFolder.open(str(tiny_models[family]))).name
-    before = load_file(str(tiny_models[family] / "model.safetensors"))
-    after = load_file(str(tmp_path / "encoder" / "model.safetensors"))
-    assert any(not torch.equal(before[k], after[k]) for k in after if k in before)
+    before = load_file(str(tiny_models[family] / "model.safetensors"))  # a masked LM: bert.* / esm.* keys
+    after = load_file(str(tmp_path / "encoder" / "model.safetensors"))  # the base encoder
+    pairs = [(before[b], after[a]) for a in after for b in before if b.split(".", 1)[-1] == a]
+    assert len(pairs) >= len(after) - 2 and any(not torch.equal(x, y) for x, y in pairs)
     # Embedding the test windows with it, as embed_shard will, and applying the head (the
     # workflow's path) gives the fine-tuning job's own test predictions.
     head = load_head(tmp_path / "head")
@@ -130,7 +131,11 @@ def test_killed_finetuning_resumes_to_the_uninterrupted_result(tiny_models, labe
         again.run()
         resumed = again.save(str(tmp_path / "killed" / "encoder"), str(tmp_path / "killed" / "head"))
     assert "resuming from the checkpoint after epoch 1" in log.read_text()
-    assert resumed["history"] == whole["history"]
+
+    def losses(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert losses(resumed["history"]) == losses(whole["history"])
     for name in ("head/head.safetensors", "encoder/model.safetensors"):
         a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "killed" / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -185,7 +190,8 @@ def test_pretraining_writes_a_model_folder_and_scores_heldout_windows(tiny_model
     trainer.run()
     metrics = trainer.save(str(tmp_path / "pretrained"))
     heldout = metrics["heldout"]
-    assert heldout["windows"] == 18 and heldout["masked_tokens"] > 0  # 189 windows of 256 bp, every 10th held out
+    # 48,502 bp in 190 windows of 256 bp (the last one right-anchored), every 10th held out
+    assert heldout["windows"] == 19 and heldout["masked_tokens"] > 0
     assert 0 <= heldout["accuracy"] <= 1 and 0 < heldout["baseline_accuracy"] < 1
     assert metrics["masking"]["span_tokens"] == (6 if family == "dnabert" else 1)
     assert not (tmp_path / "checkpoint").exists()

@@ -120,7 +120,15 @@ def test_metrics_table_has_both_heads_test_rows(report):
     assert entry["mime_type"] == "text/tab-separated-values"
     table = pd.read_csv(io.BytesIO(decode_data_uri(entry["data_uri"])), sep="\t")
     assert list(table.columns[:7]) == ["head", "split", "n", "accuracy", "macro_f1", "mcc", "auroc"]
-    assert sorted(zip(table["head"], table["split"])) == sorted((h, s) for h in HEADS for s in ("test", "val"))
+    baselines = json.loads(report.wd.path("results/baselines/metrics.json").read_text())
+    names = {"baseline: 6-mer frequencies, logistic regression": "kmer6_logreg",
+             "baseline: GC content, logistic regression": "gc_logreg"}
+    assert sorted(zip(table["head"], table["split"])) == sorted((h, s) for h in [*HEADS, *names]
+                                                                for s in ("test", "val"))
+    for name, key in names.items():  # what the language model is measured against, on the same splits
+        row = table[(table["head"] == name) & (table["split"] == "test")].iloc[0]
+        assert row["n"] == baselines[key]["test"]["n"] == 36
+        assert row["accuracy"] == pytest.approx(baselines[key]["test"]["accuracy"], abs=5e-5)
     for head in HEADS:
         metrics = json.loads(report.wd.path(f"results/heads/{head}/metrics.json").read_text())
         row = table[(table["head"] == head) & (table["split"] == "test")].iloc[0]

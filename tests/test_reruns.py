@@ -39,7 +39,7 @@ def test_window_size_reruns_everything_from_windows_on(trained_bed_run):
     wd, _, _ = trained_bed_run
     jobs = dry_run_with(wd, "win.yaml", {"windows": {"size": 400, "stride": 200}})
     # 72 regions x 4 windows (0, 200, 400, 600) = 288 windows -> 5 shards of 64
-    assert jobs == {**after_embedding(shards=5), "make_windows": 1, "embed_shard": 5}
+    assert jobs == {**after_embedding(shards=5), "make_windows": 1, "embed_shard": 5, "baselines": 1}
 
 
 def test_encoder_reruns_embeddings_and_after(trained_bed_run):
@@ -89,7 +89,7 @@ def test_relabelling_retrains_without_reembedding(copied_run):
     cols[7] = "test" if cols[7] == "train" else "train"  # move one region to the other split
     bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
     jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
-    assert jobs == {**after_embedding(), "extract_labels": 1}
+    assert jobs == {**after_embedding(), "extract_labels": 1, "baselines": 1}
     embeddings = {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")}
     wd.snakemake(configs=[wd.path("bed.yaml")])
     assert {p: p.stat().st_mtime_ns for p in wd.root.glob("results/embeddings/*.parquet")} == embeddings
@@ -106,7 +106,7 @@ def test_coordinates_change_reruns_from_regions(copied_run):
     bed.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
     jobs = jobs_in_dry_run(wd.snakemake("-n", configs=[wd.path("bed.yaml")]).output)
     assert jobs == {**after_embedding(), "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
-                    "embed_shard": 4}
+                    "embed_shard": 4, "baselines": 1}
 
 
 def test_keys_of_another_mode_rerun_nothing(trained_bed_run):
@@ -130,7 +130,7 @@ def test_relabelling_through_a_new_bed_file_reembeds_nothing(copied_run):
     wd.path("relabelled.bed").write_text("\n".join(relabelled) + "\n")
     cfg = wd.write_config("relabel.yaml", deep_merge(BED, {"input": {"bed": "relabelled.bed"}}))
     run = wd.snakemake("-n", configs=[cfg])
-    assert jobs_in_dry_run(run.output) == {**AFTER_EMBEDDING, "extract_labels": 1}, run.output
+    assert jobs_in_dry_run(run.output) == {**after_embedding(), "extract_labels": 1, "baselines": 1}, run.output
     # A new file with other coordinates re-runs everything from the regions on.
     cols = relabelled[0].split("\t")
     cols[2] = str(int(cols[2]) - 100)

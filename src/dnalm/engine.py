@@ -200,7 +200,6 @@ class Embedder:
                 self._run(content, plan, part, self._prepare(content, plan, part))
 
     def _forward(self, prepared: dict) -> None:
-        import torch
 
         device = self.encoder.device
         moved = {k: v.to(device, non_blocking=True) for k, v in prepared.items()}

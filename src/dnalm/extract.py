@@ -39,7 +39,6 @@ from .io import (
     scan_fasta,
     write_table_atomic,
 )
-from .tracks import check_label_text
 
 # The regions table, declared once: writer (extract_regions) and readers agree.
 REGIONS_SCHEMA = pa.schema(
@@ -59,6 +58,9 @@ SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                   "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 _MISSING = {"", ".", "na", "nan", "none", "null"}
+# C0 controls (tab, LF, CR, ...), DEL, C1 controls (NEL, ...) and the Unicode line and
+# paragraph separators: each breaks a line- or tab-separated format, or a reader of one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,25 @@ def read_labels(path: str) -> pd.DataFrame:
     else:
         table["split"] = None
     return table.set_index("id")[["label", "split", "line"]]
+
+
+def check_label_text(labels, where: object) -> None:
+    """Refuse labels holding control characters, naming the first such label and the fix.
+
+    `labels`: any iterable of labels (None and NaN, i.e. unknown, are skipped);
+    `where`: the file (or head folder) they come from, named in the message.
+    """
+    bad = sorted({label for label in labels if isinstance(label, str) and _CONTROL.search(label)})
+    if not bad:
+        return
+    first = bad[0]
+    char = _CONTROL.search(first).group()
+    more = f" ({len(bad)} labels hold such characters)" if len(bad) > 1 else ""
+    raise InputError(
+        f"the label {first!r} holds the control character {char!r}{more}; tabs, line breaks and other "
+        "control characters cannot be written into the per-sequence TSV, the BED of calls or the tracks",
+        path=where, fix="remove the control characters from the labels (e.g. replace a tab by a space) "
+                        "and run again")
 
 
 def check_label_spellings(labels: list, where) -> None:

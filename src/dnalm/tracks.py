@@ -12,7 +12,8 @@ overlap, leave no gap inside a stretch that called sequences cover, and skip bas
 sequence covers. The bigWig header lists every contig with its .fai length.
 
 Class labels are free text (a BED column, a labels table, a pretrained head's names):
-- `check_label_text` refuses control characters (tab, line breaks, other C0/C1 controls):
+- `extract.check_label_text` refuses control characters (tab, line breaks, other C0/C1 controls)
+  where labels are read, and again here before anything is written:
   they cannot be written into a TSV, BED or track line at all.
 - File names: `track_names` gives each class the label with every character other than
   ASCII letters, digits, `-`, `_` and `.` replaced by `_` (cut at 100 characters). Where
@@ -33,35 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .extract import check_label_text
 from .io import atomic_dir
 
-# C0 controls (tab, LF, CR, ...), DEL, C1 controls (NEL, ...) and the Unicode line and
-# paragraph separators: each breaks a line- or tab-separated format, or a reader of one.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 100
 INDEX_FILE = "tracks.tsv"
 CALLS_FILE = "calls.bed"
-
-
-def check_label_text(labels, where: object) -> None:
-    """Refuse labels holding control characters, naming the first such label and the fix.
-
-    `labels`: any iterable of labels (None and NaN, i.e. unknown, are skipped);
-    `where`: the file (or head folder) they come from, named in the message.
-    """
-    bad = sorted({label for label in labels if isinstance(label, str) and _CONTROL.search(label)})
-    if not bad:
-        return
-    first = bad[0]
-    char = _CONTROL.search(first).group()
-    more = f" ({len(bad)} labels hold such characters)" if len(bad) > 1 else ""
-    raise InputError(
-        f"the label {first!r} holds the control character {char!r}{more}; tabs, line breaks and other "
-        "control characters cannot be written into the per-sequence TSV, the BED of calls or the tracks",
-        path=where, fix="remove the control characters from the labels (e.g. replace a tab by a space) "
-                        "and run again")
 
 
 def _sanitise(label: str) -> str:
