@@ -15,13 +15,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
-# Small, fast settings every workflow test starts from: a 1-layer tiny encoder
-# and short training, on real data bundled in data/.
+# Small, fast settings every workflow test starts from: a 1-layer tiny encoder, short
+# training, and heads on frozen embeddings only (the fine-tuning tests turn fine-tuning
+# back on), on real data bundled in data/.
 FAST = {
     "windows": {"per_shard": 64},
     "encoder": {"tiny": {"hidden": 32, "layers": 1, "attention_heads": 2}},
     "heads": {"hierarchical": {"d_model": 32, "layers": 1, "attention_heads": 2},
               "training": {"epochs": 15, "patience": 5}},
+    "finetune": {"activate": False},
 }
 
 

@@ -59,9 +59,10 @@ def test_dry_run_shows_every_job(workdir):
     run = workdir.snakemake("-n")
     jobs = jobs_in_dry_run(run.output)
     # 1852 regions x 3 windows, 2000 per shard -> 3 embedding jobs, known before anything runs
+    # The demo fine-tunes the encoder first, then embeds with it: three heads are classified.
     assert jobs == {"all": 1, "build_tiny_encoder": 1, "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
-                    "embed_shard": 3, "train_head": 2, "classify_shard": 3, "gather_predictions": 2, "report_metrics": 1,
-                    "report_run": 1, "baselines": 1}
+                    "finetune": 1, "embed_shard": 3, "train_head": 2, "classify_shard": 3, "gather_predictions": 3,
+                    "report_metrics": 1, "report_run": 1, "baselines": 1}
 
 
 def test_head_setting_reruns_training_only(trained_bed_run):

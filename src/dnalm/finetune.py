@@ -154,7 +154,10 @@ class Finetuner:
             print(f"LoRA rank {self.settings.lora_r}: {sum(p.numel() for p in model.parameters() if p.requires_grad)} "
                   "trainable encoder weights", file=self.log)
         if self.settings.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.encoder.model = model
 
     def _autocast(self):

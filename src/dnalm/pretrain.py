@@ -150,15 +150,26 @@ class Pretrainer:
         _, inputs, attention, labels = mask_pieces(pieces, self.encoder.tokenizer, rng, self.settings.mask_fraction,
                                                    self.pool)
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        with self._autocast():
-            logits = self.model(input_ids=to(inputs), attention_mask=to(attention)).logits
         labels_t = to(labels)
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels_t.reshape(-1),
-                                                 ignore_index=-100)
         masked = labels_t != -100
-        correct = int((logits.argmax(-1)[masked] == labels_t[masked]).sum())
-        baseline = int((labels_t[masked] == self.most_frequent).sum())
+        with self._autocast():
+            logits = self._masked_logits(to(inputs), to(attention), masked)  # (masked tokens, vocab)
+        targets = labels_t[masked]
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        correct = int((logits.argmax(-1) == targets).sum())
+        baseline = int((targets == self.most_frequent).sum())
         return loss, correct, baseline, int(masked.sum())
+
+    def _masked_logits(self, input_ids, attention_mask, masked):
+        """Vocabulary logits at the masked positions only. The LM head (BERT's `cls`, ESM's
+        `lm_head`) is run on those positions, not on every token: with a 4,101-token k-mer
+        vocabulary it costs more than a small encoder itself."""
+        base = getattr(self.model, "base_model", None)
+        heads = [m for _, m in self.model.named_children() if m is not base]
+        if base is not None and base is not self.model and len(heads) == 1:
+            hidden = base(input_ids=input_ids, attention_mask=attention_mask)[0]  # (batch, tokens, hidden)
+            return heads[0](hidden[masked])
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[masked]
 
     def heldout(self) -> dict:
         """Masked-token accuracy on the held-out windows, masked the same way every time."""
