@@ -222,7 +222,10 @@ else:
         ):
             print(f"note: {_note}", file=sys.stderr)
         _hier = config["heads"]["hierarchical"]
-        check_hierarchical_shape(_hier["d_model"], _hier["attention_heads"])
+        if "hierarchical" in HEADS or (
+            "finetuned" in HEADS and config["finetune"]["head"] == "hierarchical"
+        ):
+            check_hierarchical_shape(_hier["d_model"], _hier["attention_heads"])
     except InputError as err:
         raise WorkflowError(str(err))
 TRAINED_HEADS = [] if PRETRAINED_HEAD else HEADS

@@ -63,12 +63,17 @@ def test_package_defaults_are_the_schema_defaults():
     user gets) must not drift apart."""
     from dataclasses import fields
 
-    from dnalm.settings import TrainSettings
+    from dnalm.settings import FinetuneSettings, PretrainSettings, TrainSettings
 
     config: dict = {}
     validate(config, str(REPO / "config" / "schema.yaml"))
     heads = config["heads"]
-    expected = {**heads["training"], **heads["hierarchical"], "pooling": heads["pooling"],
-                "max_n_fraction": heads["max_n_fraction"]}
-    for f in fields(TrainSettings):
-        assert getattr(TrainSettings(), f.name) == expected[f.name], f.name
+    shared = {**heads["hierarchical"], "pooling": heads["pooling"], "max_n_fraction": heads["max_n_fraction"],
+              **{k: heads["training"][k] for k in ("val_fraction", "class_weights", "seed")}}
+    finetune = {k: v for k, v in config["finetune"].items() if k not in ("activate", "lora")}
+    finetune.update({f"lora_{k}": v for k, v in config["finetune"]["lora"].items()})
+    for cls, expected in [(TrainSettings, {**heads["training"], **shared}),
+                          (FinetuneSettings, {**shared, **finetune}),
+                          (PretrainSettings, config["pretrain"])]:
+        for f in fields(cls):
+            assert getattr(cls(), f.name) == expected[f.name], (cls.__name__, f.name)

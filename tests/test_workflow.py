@@ -215,3 +215,34 @@ def test_pretrained_head_inside_the_runs_own_heads_is_refused(trained_bed_run):
     run = wd.snakemake("-n", configs=[cfg], check=False)
     assert run.returncode != 0 and "lies inside this run's own heads folder" in run.output
     assert wd.path("results/heads/mean/head.safetensors").exists()
+
+
+def test_untrainable_labels_and_head_shapes_stop_before_any_job(workdir):
+    """What used to fail in train_head, after every (GPU) embedding job, is refused when the DAG is built."""
+    one_class = "".join(f"NC_000913.3\t{s}\t{s + 1000}\tr{s}\t0\t+\tcoding\t{'train' if s < 8000 else 'test'}\n"
+                        for s in range(0, 10000, 1000))
+    workdir.path("one.bed").write_text(one_class)
+    cfg = workdir.write_config("one.yaml", {"input": {"mode": "bed", "bed": "one.bed"}})
+    run = workdir.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0 and "training split holds 1 class(es) (coding)" in run.output
+    assert "one.bed" in run.output and "Fix:" in run.output
+    shape = workdir.write_config("shape.yaml", {"heads": {"hierarchical": {"d_model": 30, "attention_heads": 4}}})
+    run = workdir.snakemake("-n", configs=[shape], check=False)
+    assert run.returncode != 0 and "attention_heads (4) does not divide heads.hierarchical.d_model (30)" in run.output
+    assert not workdir.path("results").exists()
+
+
+def test_a_class_only_in_test_is_noted_in_the_metrics(workdir):
+    lines = []
+    for i, s in enumerate(range(0, 30000, 1000)):
+        label, split = ("coding", "train") if i % 2 else ("intergenic", "train")
+        if i >= 24:
+            label, split = ("rRNA", "test") if i >= 28 else (label, "test")
+        lines.append(f"NC_000913.3\t{s}\t{s + 1000}\tr{s}\t0\t+\t{label}\t{split}\n")
+    workdir.path("three.bed").write_text("".join(lines))
+    cfg = workdir.write_config("three.yaml", {"input": {"mode": "bed", "bed": "three.bed"},
+                                              "heads": {"train": ["mean"]}})
+    run = workdir.snakemake(configs=[cfg])
+    assert "class(es) rRNA occur only in val/test" in run.output  # said when the DAG is built
+    metrics = json.loads(workdir.path("results/heads/mean/metrics.json").read_text())
+    assert any("rRNA" in note for note in metrics["notes"]) and metrics["test"]["n"] == 4

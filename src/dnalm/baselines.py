@@ -21,7 +21,7 @@ from .io import read_parquet
 from .metrics import classification_metrics
 from .splits import label_sequences
 
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 _CODE = np.full(256, 4, dtype=np.int64)  # A=0 C=1 G=2 T=3, 4 = N
 for _i, _b in enumerate(b"ACGT"):
     _CODE[_b] = _i
@@ -140,4 +140,5 @@ def baseline_label(key: str) -> str:
 
 
 def baseline_keys(metrics: dict) -> list[str]:
-    return [key for key in metrics if key.endswith("_logreg")]
+    """The baselines in a baselines/metrics.json, k-mer frequencies first."""
+    return sorted((key for key in metrics if key.endswith("_logreg")), key=lambda k: (k == "gc_logreg", k))

@@ -19,8 +19,8 @@ def check_hierarchical_shape(d_model: int, attention_heads: int, key: str = "hea
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """Training a head on frozen window vectors (rule train_head)."""
+class HeadSettings:
+    """What every learner of a run shares: the head's input and shape, and the splits."""
 
     pooling: str = "mean"  # which window vector the head reads: cls | mean
     max_n_fraction: float = 0.5
@@ -29,11 +29,6 @@ class TrainSettings:
     attention_heads: int = 4
     dropout: float = 0.1
     attention_block: int = 256
-    epochs: int = 100
-    patience: int = 10
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 32
     val_fraction: float = 0.15
     class_weights: bool = True
     seed: int = 0
@@ -43,20 +38,21 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
+class TrainSettings(HeadSettings):
+    """Training a head on frozen window vectors (rule train_head)."""
+
+    epochs: int = 100
+    patience: int = 10
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(HeadSettings):
     """Training the encoder and a head together (rule finetune)."""
 
     head: str = "hierarchical"  # the seed's two models: hierarchical | mean
-    pooling: str = "mean"
-    max_n_fraction: float = 0.5
-    d_model: int = 128
-    layers: int = 2
-    attention_heads: int = 4
-    dropout: float = 0.1
-    attention_block: int = 256
-    val_fraction: float = 0.15
-    class_weights: bool = True
-    seed: int = 0
     epochs: int = 8
     patience: int = 2
     max_windows: int = 8  # windows of a sequence per training step (random); all when evaluating
@@ -73,7 +69,7 @@ class FinetuneSettings:
     precision: str = "auto"  # auto: bf16 autocast on a GPU, fp32 on the CPU | fp32 | bf16
 
     def check(self) -> None:
-        check_hierarchical_shape(self.d_model, self.attention_heads)
+        super().check()
         if self.head not in ("hierarchical", "mean"):
             raise InputError(f"finetune.head is {self.head!r}", fix="use hierarchical or mean")
 
