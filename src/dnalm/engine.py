@@ -116,11 +116,11 @@ def pool_hidden(hidden, content_mask, summary_index):
 class Embedder:
     """Runs an `Encoder` over many windows with the engine above."""
 
-    def __init__(self, encoder: Encoder, settings: EngineSettings | None = None, log=sys.stderr):
+    def __init__(self, encoder: Encoder, settings: EngineSettings | None = None, log=None):
         self.encoder = encoder
         self.settings = settings or EngineSettings()
         self.budget = self.settings.tokens_per_batch
-        self.log = log
+        self.log = log or sys.stderr  # at call time: the job's log once step() redirected it
         self.oom_retries = 0
         self.model = encoder.model
         if self.settings.compile:

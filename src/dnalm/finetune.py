@@ -97,9 +97,10 @@ def _fingerprint(settings: FinetuneSettings, spec: EncoderSpec, inputs: list[str
 class Finetuner:
     def __init__(self, shard_paths: list[str], regions_path: str, labels_path: str | None, spec: EncoderSpec,
                  settings: FinetuneSettings, checkpoint_dir: str, device: str = "auto",
-                 engine: EngineSettings | None = None, log=sys.stderr):
+                 engine: EngineSettings | None = None, log=None):
         settings.check()
-        self.settings, self.spec, self.log = settings, spec, log
+        self.settings, self.spec = settings, spec
+        self.log = log or sys.stderr  # at call time: the job's log once step() redirected it
         self.engine = engine or EngineSettings()
         self.device = pick_device(device)
         torch.manual_seed(settings.seed)
@@ -116,7 +117,7 @@ class Finetuner:
         self.sets = label_sequences(self.regions, self.windows.has_usable(len(self.regions)), settings.val_fraction,
                                     settings.seed, labels_path or regions_path)
         for note in self.sets.notes:
-            print(f"warning: {note}", file=log)
+            print(f"warning: {note}", file=self.log)
         self.checkpoint = Checkpoint(checkpoint_dir, _fingerprint(settings, spec, [regions_path]
                                                                   + ([labels_path] if labels_path else [])
                                                                   + list(shard_paths)))

@@ -116,8 +116,9 @@ def _fingerprint(settings: PretrainSettings, spec: EncoderSpec, fastas: list[str
 
 class Pretrainer:
     def __init__(self, spec: EncoderSpec, fastas: list[str], window_size: int, settings: PretrainSettings,
-                 checkpoint_dir: str, device: str = "auto", log=sys.stderr):
-        self.settings, self.spec, self.log, self.fastas = settings, spec, log, fastas
+                 checkpoint_dir: str, device: str = "auto", log=None):
+        self.settings, self.spec, self.fastas = settings, spec, fastas
+        self.log = log or sys.stderr  # at call time: the job's log once step() redirected it
         self.device = pick_device(device)
         torch.manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
