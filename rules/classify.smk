@@ -1,20 +1,21 @@
-# Classification per embedding shard (every head in one job), then one gather per
-# head. A sequence is classified by the job of the shard where it closes; that job
-# also reads the earlier shards holding its first windows (classify_inputs, planned
-# from the sequence lengths in common.smk). The gather writes the per-sequence
-# tables and the tracks; it needs no torch and no head, only the shards' results.
+# Classification per group of classify.shards_per_job embedding shards (every head in
+# one job), then one gather per head. A sequence is classified by the job of the shard
+# where it closes; that job also reads the earlier shards holding its first windows
+# (classify_inputs, planned from the sequence lengths in common.smk). The gather writes
+# the per-sequence tables and the tracks; it needs no torch and no head, only the
+# jobs' results.
 
 
-rule classify_shard:
+rule classify_shards:
     input:
         embeddings=classify_inputs,
         heads=HEAD_FILES,
     output:
-        expand(out("classify/{head}/shards/shard_{{shard}}.parquet"), head=HEADS),
+        expand(out("classify/{head}/shards/group_{{group}}.parquet"), head=HEADS),
     log:
-        logfile("classify_shard/{shard}.log"),
+        logfile("classify_shards/{group}.log"),
     benchmark:
-        logfile("classify_shard/{shard}.benchmark.tsv")
+        logfile("classify_shards/{group}.benchmark.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -24,15 +25,17 @@ rule classify_shard:
     params:
         head_dirs=list(HEAD_DIRS.values()),
         max_n_fraction=config["heads"]["max_n_fraction"],
-        final=is_last_shard,
+        shards=classify_shard_count,
+        final=is_last_group,
     script:
-        "../scripts/classify_shard.py"
+        "../scripts/classify_shards.py"
 
 
 rule gather_predictions:
     input:
         shards=expand(
-            out("classify/{{head}}/shards/shard_{shard}.parquet"), shard=SHARDS
+            out("classify/{{head}}/shards/group_{group}.parquet"),
+            group=CLASSIFY_GROUPS,
         ),
         regions=out("regions/regions.parquet"),
         labels=out("regions/labels.parquet"),

@@ -16,7 +16,7 @@ from snakemake.utils import validate
 # install it from the checkout you run.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from dnalm.classify import closing_widths, shard_memory_mb, shard_reads
+from dnalm.classify import classify_jobs, shard_memory_mb
 from dnalm.encoders import (
     EncoderSpec,
     identity_mismatches,
@@ -77,11 +77,13 @@ COORDINATES_DIGEST, LABELLED = PLAN.coordinates_digest, PLAN.labelled
 # bgzip_fasta makes of plain gzip.
 FASTA = PLAN.fasta.path
 FASTA_COPY = [FASTA] if PLAN.fasta.recompress else []
-# The embedding shards each classify_shard job reads: its own, preceded by those holding
-# the first windows of a sequence carried into it (src/dnalm/classify.py explains).
-CLASSIFY_READS = shard_reads(PLAN.lengths, WINDOWS)
-# The most windows of a sequence each classify_shard job classifies: its memory.
-CLASSIFY_WIDTHS = closing_widths(PLAN.lengths, WINDOWS)
+# Classification jobs, each of classify.shards_per_job consecutive embedding shards: the
+# shards a job reads (its own, preceded by those holding the first windows of a sequence
+# carried into them) and its longest sequence (its memory); src/dnalm/classify.py explains.
+CLASSIFY_JOBS = classify_jobs(
+    PLAN.lengths, WINDOWS, config["classify"]["shards_per_job"]
+)
+CLASSIFY_GROUPS = [shard_name(i) for i in range(len(CLASSIFY_JOBS))]
 
 # Only the input keys of the active mode reach the rules (as params), so a key that
 # mode ignores re-runs nothing. The BED's path is not among them: its coordinates
@@ -118,6 +120,7 @@ def end_run():
 
 wildcard_constraints:
     shard=r"\d{5}",
+    group=r"\d{5}",
     head=r"[A-Za-z0-9_]+",
 
 
@@ -305,19 +308,26 @@ HEAD_FILES = [
 ]
 
 
+def classify_job(wildcards):
+    return CLASSIFY_JOBS[int(wildcards.group)]
+
+
 def classify_inputs(wildcards):
-    """The embedding shards a classify_shard job reads: its own last."""
-    return [EMBEDDINGS[i] for i in CLASSIFY_READS[int(wildcards.shard)]]
+    """The embedding shards a classification job reads, its own last."""
+    return [EMBEDDINGS[i] for i in classify_job(wildcards).reads]
 
 
 def classify_mem_mb(wildcards, attempt):
-    """More for a shard where a long sequence closes (the hierarchical head's attention)."""
-    width = CLASSIFY_WIDTHS[int(wildcards.shard)]
-    return attempt * shard_memory_mb(width, ATTENTION_HEADS)
+    """More where a long sequence closes (the hierarchical head's attention)."""
+    return attempt * shard_memory_mb(classify_job(wildcards).width, ATTENTION_HEADS)
 
 
-def is_last_shard(wildcards):
-    return wildcards.shard == SHARDS[-1]
+def classify_shard_count(wildcards):
+    return len(classify_job(wildcards).shards)
+
+
+def is_last_group(wildcards):
+    return wildcards.group == CLASSIFY_GROUPS[-1]
 
 
 def train_settings(wildcards):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import Workdir
-from dnalm.classify import (classify, classify_shard, closing_widths, gather, prediction_table, shard_memory_mb,
+from dnalm.classify import (classify, classify_jobs, classify_shard, classify_shards, closing_widths, gather,
+                            prediction_table, shard_memory_mb,
                             shard_reads, write_tables)
 from dnalm.embed import read_embeddings
 from dnalm.extract import read_regions
@@ -121,7 +122,8 @@ def long_run(trained_bed_run, tmp_path_factory):
     cfg = wd.write_config("long.yaml", {
         "input": {"mode": "fasta", "sequences": "long.fa"}, "windows": {"per_shard": 75},
         "encoder": {"source": "pretrained", "model": str(trained.path("results/encoder/tiny"))},
-        "classify": {"pretrained_head": str(trained.path("results/heads/hierarchical"))}})
+        # one shard a classification job, so the test sees each shard's share
+        "classify": {"pretrained_head": str(trained.path("results/heads/hierarchical")), "shards_per_job": 1}})
     wd.snakemake(configs=[cfg])
     return wd, trained.path("results/heads/hierarchical")
 
@@ -146,9 +148,9 @@ def test_workflow_per_shard_equals_one_streaming_pass(long_run):
     assert provenance == {**read_provenance(paths[-1]), "stage": "classify", "head": str(head_dir),
                           "head_kind": "hierarchical", "pooling": head.config.pooling, "max_n_fraction": 0.5}
     # Each job wrote the sequences closing in its shard; those inside a long one wrote none.
-    shard_rows = [pq.read_table(p).num_rows for p in sorted(out.glob("shards/shard_*.parquet"))]
+    shard_rows = [pq.read_table(p).num_rows for p in sorted(out.glob("shards/group_*.parquet"))]
     assert sum(shard_rows) == len(PIECES) and 0 in shard_rows
-    log = wd.path("logs/classify_shard/00003.log").read_text()
+    log = wd.path("logs/classify_shards/00003.log").read_text()
     assert "1 thread(s)" in log and "windows/s" in log and "read back from earlier shards" in log
 
 
@@ -238,3 +240,27 @@ def test_windows_without_sequence_tokens_are_not_usable():
     data = WindowSets(keys, np.zeros((3, 4), np.float32), {"window_stride": 256}, 0.5)
     assert data.usable.tolist() == [False, True, False]
     assert data.has_usable().tolist() == [False, True]
+
+
+def test_jobs_of_several_shards_equal_one_shard_a_job(long_run, tmp_path):
+    """Grouping shards into classification jobs changes nothing in the results: every group
+    size gives the one-shard-a-job tables, and the plan reads only what each job needs."""
+    torch.set_num_threads(1)
+    wd, head_dir = long_run
+    paths = sorted(str(p) for p in wd.root.glob("results/embeddings/shard_*.parquet"))
+    regions = pq.read_table(wd.path("results/regions/regions.parquet")).to_pandas()
+    spec = WindowSpec(size=512, stride=256, per_shard=75)
+    single = [pq.read_table(p) for p in sorted(wd.root.glob("results/classify/pretrained/shards/group_*.parquet"))]
+    one_a_job = pa.concat_tables(single)
+    for group in (2, 3, 8):
+        jobs = classify_jobs(regions["length"].to_numpy(), spec, group)
+        assert [s for job in jobs for s in job.shards] == list(range(len(paths)))
+        widths = closing_widths(regions["length"].to_numpy(), spec)
+        parts = []
+        for i, job in enumerate(jobs):
+            assert job.width == max(widths[s] for s in job.shards)
+            out = str(tmp_path / f"g{group}_{i}.parquet")
+            classify_shards([paths[j] for j in job.reads], len(job.shards), {str(head_dir): out}, 0.5,
+                            final=i == len(jobs) - 1)
+            parts.append(pq.read_table(out))
+        assert pa.concat_tables(parts).equals(one_a_job), group

@@ -23,9 +23,9 @@ BED = {"input": {"mode": "bed", "bed": "regions.bed"}}
 
 
 def after_embedding(shards: int = 4) -> dict[str, int]:
-    """Jobs downstream of the embeddings: two heads, both classified by one job per shard, then gathered."""
-    return {"all": 1, "train_head": 2, "classify_shard": shards, "gather_predictions": 2, "report_metrics": 1,
-            "report_run": 1}
+    """Jobs downstream of the embeddings: two heads, both classified by one job per 8 shards, then gathered."""
+    return {"all": 1, "train_head": 2, "classify_shards": -(-shards // 8), "gather_predictions": 2,
+            "report_metrics": 1, "report_run": 1}
 
 
 def dry_run_with(wd: Workdir, name: str, overlay: dict) -> dict[str, int]:

@@ -111,7 +111,7 @@ def test_workflow_through_slurm_matches_local_and_survives_a_cancelled_job(slurm
     resubmitted = [row for row in embeds if row["base"] > int(cancelled.split("_")[0])]
     assert any(row["state"] == "COMPLETED" for row in resubmitted), f"no resubmission after the cancel: {jobs}"
     # Every other rule went through SLURM too.
-    for rule in ("extract_regions", "make_windows", "build_tiny_encoder", "train_head", "classify_shard",
+    for rule in ("extract_regions", "make_windows", "build_tiny_encoder", "train_head", "classify_shards",
                  "gather_predictions"):
         assert any(rule in row["comment"] and row["state"] == "COMPLETED" for row in jobs), rule
 

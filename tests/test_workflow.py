@@ -61,7 +61,7 @@ def test_dry_run_shows_every_job(workdir):
     # 1852 regions x 3 windows, 2000 per shard -> 3 embedding jobs, known before anything runs
     # The demo fine-tunes the encoder first, then embeds with it: three heads are classified.
     assert jobs == {"all": 1, "build_tiny_encoder": 1, "extract_regions": 1, "extract_labels": 1, "make_windows": 1,
-                    "finetune": 1, "embed_shard": 3, "train_head": 2, "classify_shard": 3, "gather_predictions": 3,
+                    "finetune": 1, "embed_shard": 3, "train_head": 2, "classify_shards": 1, "gather_predictions": 3,
                     "report_metrics": 1, "report_run": 1, "baselines": 1}
 
 
@@ -71,9 +71,9 @@ def test_head_setting_reruns_training_only(trained_bed_run):
                                                 "heads": {"hierarchical": {"dropout": 0.2}}})
     run = wd.snakemake("-n", configs=[wd.path("bed.yaml"), changed])
     jobs = jobs_in_dry_run(run.output)
-    # One classify_shard job per shard serves both heads, so both are gathered again (the mean
-    # head's tables come out byte-identical); only the changed head is retrained.
-    assert jobs == {"all": 1, "train_head": 1, "classify_shard": 4, "gather_predictions": 2, "report_metrics": 1,
+    # One classification job serves both heads, so both are gathered again (the mean head's
+    # tables come out byte-identical); only the changed head is retrained.
+    assert jobs == {"all": 1, "train_head": 1, "classify_shards": 1, "gather_predictions": 2, "report_metrics": 1,
                     "report_run": 1}, run.output
     assert re.search(r"reason: .*[Pp]arams", run.output)
 

@@ -1,10 +1,11 @@
 """Stage 5: apply a trained head to every sequence; write the tables and tracks.
 
-Two rules. `classify_shard`, one job per embedding shard (in parallel on a cluster),
-computes the class probabilities of the sequences that *close* in its shard, by every
-head, and writes them to `classify/<head>/shards/shard_NNNNN.parquet`.
-`gather_predictions`, one job per head, joins those into the per-sequence table and
-writes the tracks (tracks.py).
+Two rules. `classify_shards`, one job per `classify.shards_per_job` consecutive
+embedding shards (in parallel on a cluster), computes the class probabilities of the
+sequences that *close* in its shards, by every head, and writes them to
+`classify/<head>/shards/group_NNNNN.parquet`. `gather_predictions`, one job per head,
+joins those into the per-sequence table and writes the tracks (tracks.py). What is said
+below of a shard's job holds for each shard of a job, in order.
 
 Sequences straddling shards. make_windows cuts a shard every `windows.per_shard`
 windows, not at sequence ends, so a sequence may continue into the next shard, and a
@@ -52,16 +53,16 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .embed import POOLINGS, check_same_origin, read_embeddings
 from .extract import read_regions
-from .io import atomic_path, read_fai, read_parquet, read_provenance, write_table_atomic
+from .io import atomic_path, read_fai, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
 from .tracks import check_label_text, write_tracks
 from .windows import WindowSpec, count_windows, plan_shards
 
@@ -74,7 +75,8 @@ PARTIAL_KEYS = ("class_names",)
 
 
 def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
-    """For each shard, the shards its classify_shard job reads, in order, its own last.
+    """For each shard, the shards to read to classify the sequences closing in it, in order,
+    its own last.
 
     Mirrors how make_windows numbers windows (in sequence order) and cuts shards
     (every `per_shard` windows), from the sequence lengths alone.
@@ -98,6 +100,31 @@ def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
     return reads
 
 
+@dataclass(frozen=True)
+class ClassifyJob:
+    """One classification job: the sequences closing in `shards` (consecutive), read from `reads`."""
+
+    shards: list[int]
+    reads: list[int]  # consecutive shard indices, its last shard last
+    width: int  # the most windows of a sequence closing in its shards (its memory)
+
+
+def classify_jobs(lengths: np.ndarray, spec: WindowSpec, shards_per_job: int) -> list[ClassifyJob]:
+    """Classification jobs of `shards_per_job` consecutive embedding shards each.
+
+    Classifying costs tens to hundreds of times less than embedding a window, so one job
+    per shard would mostly pay scheduler overhead on a cluster (and double the DAG):
+    a job takes several shards, in parallel with the other jobs.
+    """
+    reads, widths = shard_reads(lengths, spec), closing_widths(lengths, spec)
+    jobs = []
+    for lo in range(0, len(reads), max(1, shards_per_job)):
+        shards = list(range(lo, min(lo + max(1, shards_per_job), len(reads))))
+        first = min(reads[s][0] for s in shards)
+        jobs.append(ClassifyJob(shards, list(range(first, shards[-1] + 1)), max(widths[s] for s in shards)))
+    return jobs
+
+
 def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
     """For each shard, the most windows of a sequence that closes in it (0: none does)."""
     counts = count_windows(lengths, spec.size, spec.stride)
@@ -109,7 +136,7 @@ def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
 
 
 def shard_memory_mb(width: int, attention_heads: int, block: int = 256, base_mb: int = 4000) -> int:
-    """Memory for a classify_shard job whose longest sequence has `width` windows.
+    """Memory for a classification job whose longest sequence has `width` windows.
 
     The hierarchical head attends within blocks of `block` windows: a sequence costs about
     ATTENTION_BYTES per (window, window) pair of its blocks and attention head, i.e.
@@ -161,30 +188,30 @@ def _closing_windows(paths: list[str], pooling: str, final: bool) -> tuple[pa.Ta
             carried_keys.num_rows)
 
 
-def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,
-                   final: bool) -> dict[str, pd.DataFrame]:
-    """Class probabilities of the sequences that close in shard `embedding_paths[-1]`, by each head.
-
-    `embedding_paths`: the shards `shard_reads` plans for this job (more earlier ones
-    are fine: reading back stops at the carried sequence's first window); `outputs`:
-    head folder -> the Parquet file to write its seq_index + prob_<class> (NaN: no call)
-    to; `final`: whether it is the run's last shard. The shards are read once per pooling.
-    """
-    import torch
-
-    from .data import WindowSets
+def load_heads(head_dirs, embedding_path: str) -> dict:
+    """Every head of the job, checked against the embeddings before any work."""
     from .heads import check_compatible, load_head
 
-    own = embedding_paths[-1]
-    schema, embedded = pq.read_schema(own), read_provenance(own)
+    schema, embedded = read_parquet_schema(embedding_path, rule="embed_shard"), read_provenance(embedding_path)
     heads = {}
-    for head_dir in outputs:  # every head is checked before any work
+    for head_dir in head_dirs:
         head = load_head(head_dir)
         check_label_text(head.config.class_names, head_dir)
         if head.config.pooling not in POOLINGS:
             raise RuntimeError(f"{head_dir}: unknown pooling {head.config.pooling!r}")
         check_compatible(head.config, schema.field(head.config.pooling).type.list_size, embedded, Path(head_dir))
         heads[head_dir] = head
+    return heads
+
+
+def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: float, final: bool) -> dict:
+    """head folder -> (seq_index + prob_<class> table, provenance) of the sequences closing in
+    shard `embedding_paths[-1]`. The shards are read once per pooling."""
+    import torch
+
+    from .data import WindowSets
+
+    own = embedding_paths[-1]
     results = {}
     for pooling in dict.fromkeys(head.config.pooling for head in heads.values()):
         keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, pooling, final)
@@ -206,9 +233,39 @@ def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fr
                           "pooling": pooling, "max_n_fraction": max_n_fraction,
                           "class_names": list(head.config.class_names)}
             results[head_dir] = (result, provenance)
-    for head_dir, (result, provenance) in results.items():  # every head done: write
-        write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), outputs[head_dir], provenance)
-    return {head_dir: result for head_dir, (result, _) in results.items()}
+    return results
+
+
+def classify_shards(embedding_paths: list[str], shards: int, outputs: dict[str, str], max_n_fraction: float, *,
+                    final: bool) -> dict[str, pd.DataFrame]:
+    """Class probabilities of the sequences that close in the last `shards` of `embedding_paths`,
+    by each head (one classification job).
+
+    `embedding_paths`: consecutive shards, the job's last; at least back to the first window
+    of the sequence carried into its first shard (`ClassifyJob.reads`); `outputs`: head
+    folder -> the Parquet file to write its seq_index + prob_<class> (NaN: no call) to;
+    `final`: whether the job's last shard is the run's last.
+    """
+    heads = load_heads(outputs, embedding_paths[-1])
+    parts: dict[str, list] = {head_dir: [] for head_dir in outputs}
+    provenance: dict[str, dict] = {}
+    for end in range(len(embedding_paths) - shards, len(embedding_paths)):
+        last = final and end == len(embedding_paths) - 1
+        for head_dir, (result, prov) in _classify_closing(embedding_paths[: end + 1], heads, max_n_fraction,
+                                                          last).items():
+            parts[head_dir].append(result)
+            provenance[head_dir] = prov
+    tables = {head_dir: pd.concat(frames, ignore_index=True) for head_dir, frames in parts.items()}
+    for head_dir, table in tables.items():  # every shard and head done: write
+        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), outputs[head_dir],
+                           provenance[head_dir])
+    return tables
+
+
+def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,
+                   final: bool) -> dict[str, pd.DataFrame]:
+    """`classify_shards` of one shard, `embedding_paths[-1]` (its `shard_reads` before it)."""
+    return classify_shards(embedding_paths, 1, outputs, max_n_fraction, final=final)
 
 
 def predict_sequences(head, chunk) -> np.ndarray:
@@ -264,8 +321,8 @@ def read_partials(paths: list[str], n_sequences: int) -> tuple[np.ndarray, list[
         check_same_origin(provenance, first, path, paths[0])
         differ = [key for key, value in same.items() if provenance.get(key) != value]
         if differ:
-            raise RuntimeError(f"{path} and {paths[0]} differ in {differ}: re-run classify_shard for this head")
-        table = read_parquet(path, rule="classify_shard")
+            raise RuntimeError(f"{path} and {paths[0]} differ in {differ}: re-run classify_shards for this head")
+        table = read_parquet(path, rule="classify_shards")
         seq_parts.append(table.column("seq_index").to_numpy())
         prob_parts.append(np.column_stack([table.column(f"prob_{n}").to_numpy() for n in class_names])
                           if table.num_rows else np.zeros((0, len(class_names))))
@@ -283,7 +340,7 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
            chrom_sizes: dict[str, int] | None = None) -> pd.DataFrame:
     """The per-sequence table (TSV + Parquet) and tracks from every shard's probabilities.
 
-    `shard_paths`: classify_shard outputs in shard order; `chrom_sizes`: contig ->
+    `shard_paths`: the classification jobs' outputs in order; `chrom_sizes`: contig ->
     length for the bigWig header (`io.read_fai` of the FASTA), by default each contig
     as long as its furthest sequence end.
     """
