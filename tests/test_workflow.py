@@ -246,3 +246,19 @@ def test_a_class_only_in_test_is_noted_in_the_metrics(workdir):
     assert "class(es) rRNA occur only in val/test" in run.output  # said when the DAG is built
     metrics = json.loads(workdir.path("results/heads/mean/metrics.json").read_text())
     assert any("rRNA" in note for note in metrics["notes"]) and metrics["test"]["n"] == 4
+
+
+@pytest.mark.parametrize("overlay, key", [
+    ({"windows": {"size": 400, "stride": 200}}, "window_size=512"),  # another window size
+    ({"encoder": {"tiny": {"kmer": 5}}}, "tokenizer='dnabert-6mer'"),  # another k
+    ({"encoder": {"strands": "both"}}, "strands='single'"),
+])
+def test_pretrained_head_of_other_embeddings_is_refused_before_any_job(trained_bed_run, workdir, overlay, key):
+    trained, _, _ = trained_bed_run
+    workdir.path("one.bed").write_text("NC_000913.3\t1000\t3000\tr1\t0\t+\n")
+    cfg = workdir.write_config("other.yaml", {
+        "input": {"mode": "bed", "bed": "one.bed"}, **overlay,
+        "classify": {"pretrained_head": str(trained.path("results/heads/mean"))}})
+    run = workdir.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0 and key in run.output and "head.json" in run.output and "Fix:" in run.output
+    assert not workdir.path("results").exists()
