@@ -82,3 +82,26 @@ def test_a_20000_window_sequence_trains_in_bounded_memory():
     assert out.returncode == 0, out.stderr[-2000:]
     peak = int(out.stdout.split("peak_mb")[1])
     assert peak < 1500, f"peak RSS {peak} MB"
+
+
+def test_checkpointed_chunks_train_to_the_same_gradients(monkeypatch):
+    """Training on more windows than a batch budget runs blocks in checkpointed chunks;
+    the loss and every gradient are those of one pass over all blocks."""
+    import dnalm.data
+
+    windows, positions = torch.randn(1, 40, 8), torch.arange(40.0)[None]
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    mask[0, 35:] = False
+
+    def loss_and_grads(budget: int):
+        monkeypatch.setattr(dnalm.data, "WINDOW_BUDGET", budget)
+        head = _head(8).train()
+        loss = torch.nn.functional.cross_entropy(head(windows, positions, mask), torch.tensor([1]))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in head.named_parameters()}
+
+    whole_loss, whole = loss_and_grads(8192)  # 5 blocks in one pass
+    chunked_loss, chunked = loss_and_grads(16)  # 2 blocks a chunk: 3 checkpointed chunks
+    assert torch.allclose(whole_loss, chunked_loss, atol=1e-6)
+    for name, grad in whole.items():
+        assert torch.allclose(grad, chunked[name], atol=1e-6), name

@@ -12,7 +12,9 @@ so a padded slot never reaches an output (tests/test_heads.py checks it).
   padding mask and sinusoidal window-position encoding, masked mean, linear.
   Attention runs within blocks of `attention_block` consecutive windows (full
   attention for any sequence up to that length), so its memory grows with the
-  number of windows, not its square: a 5-Mbp contig (20,000 windows) fits.
+  number of windows, not its square: a 5-Mbp contig (20,000 windows) fits; in
+  training, a sequence longer than a batch budget runs its blocks in checkpointed
+  chunks, so the saved activations stay those of one batch.
 
 Weights are saved as safetensors with a JSON config beside them.
 """
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
 from .io import atomic_path, write_json_atomic
@@ -132,8 +135,25 @@ class HierarchicalHead(nn.Module):
         keep = nn.functional.pad(mask, (0, pad)).reshape(batch * n_blocks, block)  # (batch * n_blocks, block)
         live = keep.any(1)
         out = torch.zeros_like(blocks)
-        out[live] = self.encoder(blocks[live], src_key_padding_mask=~keep[live])
+        out[live] = self._encode_blocks(blocks[live], keep[live])
         return out.reshape(batch, n_blocks * block, dim)[:, :width]
+
+    def _encode_blocks(self, blocks: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The encoder over independent blocks (n, block, dim). When training on more windows
+        than one batch budget (a sequence longer than WINDOW_BUDGET goes alone), blocks run in
+        checkpointed chunks: backward recomputes one chunk at a time, so the saved activations
+        (attention weights and dropout masks, ~55 kB a window) stay those of one chunk, not of
+        the whole contig. The dropout masks are replayed exactly (checkpoint keeps the RNG state)."""
+        from .data import WINDOW_BUDGET
+
+        per_chunk = max(1, WINDOW_BUDGET // blocks.shape[1])
+        if not (torch.is_grad_enabled() and self.training) or len(blocks) <= per_chunk:
+            return self.encoder(blocks, src_key_padding_mask=~keep)
+        return torch.cat([
+            checkpoint(self.encoder, blocks[i : i + per_chunk], src_key_padding_mask=~keep[i : i + per_chunk],
+                       use_reentrant=False)
+            for i in range(0, len(blocks), per_chunk)
+        ])
 
 
 def build_head(config: HeadConfig) -> nn.Module:
