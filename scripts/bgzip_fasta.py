@@ -1,6 +1,6 @@
 """Rule bgzip_fasta: recompress a plain-gzip FASTA with bgzip (and index it), once."""
 
-from dnalm.io import bgzip_copy
+from dnalm.fasta import bgzip_copy
 from dnalm.workflow import step
 
 with step(snakemake):

@@ -1,7 +1,7 @@
 """Rule extract_regions: validate the input, write the coordinates of every sequence."""
 
 from dnalm.extract import RegionSource, fasta_records, load_regions, write_coordinates
-from dnalm.io import fai_digest
+from dnalm.fasta import fai_digest
 from dnalm.workflow import step
 
 with step(snakemake):

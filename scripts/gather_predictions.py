@@ -1,7 +1,7 @@
 """Rule gather_predictions: per-sequence tables (TSV + Parquet) and genome tracks of one head."""
 
 from dnalm.classify import gather
-from dnalm.io import read_fai
+from dnalm.fasta import read_fai
 from dnalm.workflow import step
 
 with step(snakemake):

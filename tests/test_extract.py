@@ -11,7 +11,7 @@ import pytest
 
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions, read_labels, regions_to_arrow
-from dnalm.io import ensure_fasta_index, read_fai
+from dnalm.fasta import ensure_fasta_index, read_fai
 from helpers_unit import ECOLI, ORCHID, ORCHID_LABELS, PHIX, copy_fasta, read_records, write_fasta
 
 ECOLI_LEN = 4641652

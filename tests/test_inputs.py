@@ -32,18 +32,16 @@ from dnalm.extract import (
     save_plan,
     write_coordinates,
 )
-from dnalm.io import (
+from dnalm.fasta import (
     bgzip_copy,
     check_fai,
     ensure_fasta_index,
     open_fasta,
     plan_fasta,
     read_fai,
-    read_parquet,
-    read_parquet_schema,
-    read_provenance,
     scan_fasta,
 )
+from dnalm.io import read_parquet, read_parquet_schema, read_provenance
 from dnalm.windows import WindowSpec, plan_shards, write_shards
 from dnalm.workflow import check_run_folder, lock_path, release_run_lock, take_run_lock
 from helpers_unit import ECOLI, ORCHID, ORCHID_LABELS, PHIX, read_only, read_records, write_fasta
@@ -168,7 +166,7 @@ def test_read_only_folder_gets_an_index_under_the_results_folder(readonly_refere
     fasta, work, records = readonly_reference
     stale_fai = Path(f"{fasta}.fai").read_bytes()
     code = ("import json, pysam\n"
-            "from dnalm.io import ensure_fasta_index, read_fai\n"
+            "from dnalm.fasta import ensure_fasta_index, read_fai\n"
             f"path = ensure_fasta_index({str(fasta)!r}, 'results/reference')\n"
             "fa = pysam.FastaFile(str(path))\n"
             "print(json.dumps({'path': str(path), 'contigs': read_fai(path),\n"
@@ -188,7 +186,7 @@ def test_read_only_folder_gets_an_index_under_the_results_folder(readonly_refere
 def test_read_only_folder_without_a_fallback_says_the_fix(readonly_reference):
     fasta, work, _ = readonly_reference
     out = _read_only_python(
-        "import json\nfrom dnalm.errors import InputError\nfrom dnalm.io import ensure_fasta_index\n"
+        "import json\nfrom dnalm.errors import InputError\nfrom dnalm.fasta import ensure_fasta_index\n"
         f"try:\n    ensure_fasta_index({str(fasta)!r})\n    print(json.dumps({{'error': None}}))\n"
         "except InputError as err:\n    print(json.dumps({'error': str(err)}))", fasta.parent, work)
     assert out["error"] and str(fasta) in out["error"] and "not writable" in out["error"]

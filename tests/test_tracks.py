@@ -17,7 +17,8 @@ import pytest
 from conftest import REPO
 from dnalm.classify import gather, write_tables
 from dnalm.errors import InputError
-from dnalm.io import read_fai, write_table_atomic
+from dnalm.fasta import read_fai
+from dnalm.io import write_table_atomic
 from dnalm.tracks import INDEX_FILE, check_label_text, track_line_text, track_names, write_tracks
 
 SIZES = {"chrA": 1_000, "chrB": 600, "chrEmpty": 300}  # reference order; chrEmpty has no call

@@ -62,7 +62,8 @@ import pyarrow as pa
 
 from .embed import POOLINGS, check_same_origin, read_embeddings
 from .extract import read_regions
-from .io import atomic_path, read_fai, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
+from .fasta import read_fai
+from .io import atomic_path, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
 from .tracks import check_label_text, write_tracks
 from .windows import WindowSpec, count_windows, plan_shards
 
@@ -341,7 +342,7 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
     """The per-sequence table (TSV + Parquet) and tracks from every shard's probabilities.
 
     `shard_paths`: the classification jobs' outputs in order; `chrom_sizes`: contig ->
-    length for the bigWig header (`io.read_fai` of the FASTA), by default each contig
+    length for the bigWig header (`fasta.read_fai` of the FASTA), by default each contig
     as long as its furthest sequence end.
     """
     regions = read_regions(regions_path, labels_path)

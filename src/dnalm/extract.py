@@ -28,17 +28,8 @@ import pyarrow as pa
 
 from . import __version__
 from .errors import InputError
-from .io import (
-    FastaAccess,
-    atomic_path,
-    open_text,
-    plan_fasta,
-    read_fai,
-    read_parquet,
-    reference_dir,
-    scan_fasta,
-    write_table_atomic,
-)
+from .fasta import FastaAccess, plan_fasta, read_fai, reference_dir, scan_fasta
+from .io import atomic_path, open_text, read_parquet, write_table_atomic
 
 # The regions table, declared once: writer (extract_regions) and readers agree.
 REGIONS_SCHEMA = pa.schema(

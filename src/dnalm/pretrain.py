@@ -36,7 +36,8 @@ from .encoders import Encoder, EncoderSpec, Ragged
 from .engine import plan_passes
 from .errors import InputError
 from .extract import tile_starts
-from .io import atomic_dir, open_fasta, read_fai
+from .fasta import open_fasta, read_fai
+from .io import atomic_dir
 from .settings import PretrainSettings
 
 _NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")

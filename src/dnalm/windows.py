@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from .errors import InputError
 from .extract import tile_starts
-from .io import PARQUET_OPTIONS, atomic_dir, fai_digest, open_fasta, with_provenance
+from .fasta import fai_digest, open_fasta
+from .io import PARQUET_OPTIONS, atomic_dir, with_provenance
 
 WINDOWS_SCHEMA = pa.schema(
     [
