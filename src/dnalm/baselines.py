@@ -16,20 +16,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .encoders.base import BASE_CODE  # A=0 C=1 G=2 T=3, 4 = N (or any other byte)
 from .extract import read_regions
 from .io import read_parquet
 from .metrics import classification_metrics
 from .splits import label_sequences
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
-_CODE = np.full(256, 4, dtype=np.int64)  # A=0 C=1 G=2 T=3, 4 = N
-for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _i
 
 
 def kmer_frequencies(seq: bytes, k: int) -> np.ndarray:
     """Frequencies of the 4^k k-mers of one sequence (k-mers holding N are not counted)."""
-    codes = _CODE[np.frombuffer(seq, dtype=np.uint8)]
+    codes = BASE_CODE[np.frombuffer(seq, dtype=np.uint8)]
     if len(codes) < k:
         return np.zeros(4**k, dtype=np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(codes, k)
@@ -40,7 +38,7 @@ def kmer_frequencies(seq: bytes, k: int) -> np.ndarray:
 
 
 def gc_content(seq: bytes) -> float:
-    codes = _CODE[np.frombuffer(seq, dtype=np.uint8)]
+    codes = BASE_CODE[np.frombuffer(seq, dtype=np.uint8)]
     bases = np.count_nonzero(codes < 4)
     return float(np.count_nonzero((codes == 1) | (codes == 2)) / max(bases, 1))
 

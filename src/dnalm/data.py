@@ -59,8 +59,8 @@ class WindowSets:
         stride = float(provenance.get("window_stride", 1))
         self.positions = keys.column("start").to_numpy().astype(np.float32) / stride
         # Usable: few enough N, and at least one sequence token (a window shorter than k has none).
-        self.has_tokens = keys.column("tokens").to_numpy() > 0
-        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & self.has_tokens
+        has_tokens = keys.column("tokens").to_numpy() > 0
+        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & has_tokens
         self.embed_dim = matrix.shape[1]
 
     @classmethod
@@ -76,10 +76,6 @@ class WindowSets:
     def has_usable(self) -> np.ndarray:
         """Per sequence: at least one window below the N threshold with a sequence token."""
         return self._any(self.usable)
-
-    def has_tokens_any(self) -> np.ndarray:
-        """Per sequence: at least one window with a sequence token at all."""
-        return self._any(self.has_tokens)
 
     def window_rows(self, rows: np.ndarray) -> np.ndarray:
         """Matrix rows of the usable windows of these sequences."""

@@ -33,12 +33,7 @@ import numpy as np
 
 from .encoders import Encoder, Ragged
 from .errors import InputError
-
-_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
-
-
-def reverse_complement(seq: str) -> str:
-    return seq.translate(_COMPLEMENT)[::-1]
+from .windows import reverse_complement
 
 
 @dataclass

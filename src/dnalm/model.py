@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .encoders import Encoder
-from .engine import plan_passes, pool_hidden, reverse_complement
+from .engine import plan_passes, pool_hidden
+from .windows import reverse_complement
 
 
 class SequenceClassifier(nn.Module):

@@ -7,7 +7,7 @@ agree), so a library user gets what a workflow user gets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from .errors import InputError
 
@@ -90,11 +90,3 @@ class PretrainSettings:
     precision: str = "auto"
     seed: int = 0
 
-
-def settings_from(cls, *sections: dict):
-    """A settings dataclass from config sections (later sections win), unknown keys ignored."""
-    names = {f.name for f in fields(cls)}
-    merged = {}
-    for section in sections:
-        merged.update({k: v for k, v in section.items() if k in names})
-    return cls(**merged)

@@ -50,7 +50,7 @@ SEQUENCES_SCHEMA = pa.schema(
 )
 
 IUPAC_AMBIGUOUS = "RYKMSWBDHVU"
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 # Byte classes: 0 = ACGT, 1 = N, 2 = IUPAC ambiguity code, 3 = anything else.
 _CLASS = np.full(256, 3, dtype=np.uint8)

@@ -20,7 +20,7 @@ own tokenizer). The family is detected from the folder or set by `encoder.family
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import InputError
 from .base import Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
@@ -75,7 +75,6 @@ class EncoderIdentity:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
 
 
 def identity_mismatches(trained: dict, now: dict) -> list[tuple[str, object, object]]:
@@ -148,7 +147,6 @@ class Encoder:
     capacity: int | None  # content tokens one pass holds (None: no limit)
     takes_attention_mask: bool = True
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",

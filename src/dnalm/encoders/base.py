@@ -28,6 +28,12 @@ import numpy as np
 
 from ..errors import InputError
 
+# Byte -> base code A=0 C=1 G=2 T=3, 4 for anything else; soft-masked (lower-case) bases are bases.
+BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _i, _b in enumerate("ACGT"):
+    BASE_CODE[ord(_b)] = BASE_CODE[ord(_b.lower())] = _i
+BASE_CODE_BYTES = BASE_CODE.tobytes()  # the same table for bytes.translate (`byte_codes`)
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Files that define how a model tokenizes (hashed into the identity) and that a
@@ -403,7 +409,3 @@ def load_hf_tokenizer(folder: ModelFolder, trust_remote_code: bool):
                              "if the folder ships its own tokenizer code, set encoder.trust_remote_code: true"
                          ) from None
 
-
-def upper(sequences: list[str]) -> list[str]:
-    """Windows reach the encoder upper-cased (soft-masked bases read as bases)."""
-    return [s.upper() for s in sequences]

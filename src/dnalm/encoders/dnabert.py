@@ -21,19 +21,12 @@ import itertools
 import numpy as np
 
 from ..errors import InputError
-from .base import (Family, ModelFolder, Ragged, WindowTokenizer, byte_codes, load_hf_tokenizer, probe_template,
-                   ranges)
+from .base import (BASE_CODE, BASE_CODE_BYTES, Family, ModelFolder, Ragged, WindowTokenizer, byte_codes,
+                   load_hf_tokenizer, probe_template, ranges)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 KMER_SIZES = range(3, 7)
 BASE_ORDER = "ATCG"  # DNABERT's own vocab order (itertools.product), used when building vocabs
-
-# Byte -> base code A=0 C=1 G=2 T=3, 4 for anything else (upper and lower case).
-_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _b in enumerate("ACGT"):
-    _CODE[ord(_b)] = _i
-    _CODE[ord(_b.lower())] = _i
-_CODE_BYTES = _CODE.tobytes()
 
 
 def kmer_vocab(k: int) -> list[str]:
@@ -45,7 +38,7 @@ def _kmer_number(kmer: str) -> int:
     """The k-mer's base-5 number (digits: base codes), as `KmerTokenizer._ids` computes it."""
     number = 0
     for letter in kmer:
-        number = number * 5 + int(_CODE[ord(letter)])
+        number = number * 5 + int(BASE_CODE[ord(letter)])
     return number
 
 
@@ -91,7 +84,7 @@ class KmerTokenizer(WindowTokenizer):
 
     def content(self, sequences: list[str]) -> Ragged:
         n, k = len(sequences), self.k
-        codes, lengths = byte_codes(sequences, _CODE_BYTES)
+        codes, lengths = byte_codes(sequences, BASE_CODE_BYTES)
         if n and (lengths == lengths[0]).all() and lengths[0] >= k:
             # The usual case, equal-length windows: (n, L) -> (n, L-k+1).
             return Ragged.from_matrix(self._ids(codes.reshape(n, -1)))

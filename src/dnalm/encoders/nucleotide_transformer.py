@@ -21,15 +21,8 @@ import itertools
 import numpy as np
 
 from ..errors import InputError
-from .base import (Family, ModelFolder, Ragged, WindowTokenizer, byte_codes, load_hf_tokenizer, probe_template,
-                   ranges)
-
-# Byte -> base code A=0 C=1 G=2 T=3, 4 = anything else; soft-masked (lower-case) bases are bases.
-_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _b in enumerate("ACGT"):
-    _CODE[ord(_b)] = _i
-    _CODE[ord(_b.lower())] = _i
-_CODE_BYTES = _CODE.tobytes()
+from .base import (BASE_CODE, BASE_CODE_BYTES, Family, ModelFolder, Ragged, WindowTokenizer, byte_codes,
+                   load_hf_tokenizer, probe_template, ranges)
 
 
 def _is_special(token: str) -> bool:
@@ -63,7 +56,7 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
         for token, i in kmers.items():
             number = 0
             for base in token:
-                number = number * 4 + int(_CODE[ord(base)])
+                number = number * 4 + int(BASE_CODE[ord(base)])
             self.table[number] = i
         # Byte -> its single-letter token, -1 where the vocab has none (an unmatched letter).
         self.single = np.full(256, -1, dtype=np.int64)
@@ -90,7 +83,7 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
 
     def _window(self, data: np.ndarray) -> np.ndarray:
         """Ids of one window holding letters other than A/C/G/T (upper-case bytes)."""
-        codes = _CODE[data]
+        codes = BASE_CODE[data]
         is_base = codes < 4
         cuts = np.flatnonzero(np.diff(is_base.astype(np.int8))) + 1
         out = []
@@ -110,7 +103,7 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
 
     def content(self, sequences: list[str]) -> Ragged:
         n, k = len(sequences), self.k
-        codes, lengths = byte_codes(sequences, _CODE_BYTES)
+        codes, lengths = byte_codes(sequences, BASE_CODE_BYTES)
         starts = np.cumsum(lengths) - lengths
         not_base = np.concatenate([[0], np.cumsum(codes > 3, dtype=np.int64)])
         clean = not_base[starts + lengths] == not_base[starts]  # windows of pure A/C/G/T
