@@ -450,6 +450,21 @@ def test_plan_is_cached_until_an_input_or_setting_changes(tmp_path):
     assert plan_inputs(tiles, outdir).lengths.tolist() == [500] * 21  # 0, 250, ..., 4750, then 4886
 
 
+@pytest.mark.parametrize("module", ["extract", "fasta", "io"])
+def test_plan_key_changes_with_the_code_that_plans(tmp_path, monkeypatch, module):
+    """A changed planner (FASTA index checks, BED parsing, readers) never reuses an old plan."""
+    import importlib
+
+    source = RegionSource(mode="tiles", reference=str(PHIX), tile_length=500, tile_step=250)
+    outdir = str(tmp_path / "results")
+    before = plan_key(source, outdir)
+    code = importlib.import_module(f"dnalm.{module}")
+    edited = tmp_path / f"{module}.py"
+    edited.write_bytes(Path(code.__file__).read_bytes() + b"\n# changed\n")
+    monkeypatch.setattr(code, "__file__", str(edited))
+    assert plan_key(source, outdir) != before
+
+
 # ------------------------------------------------------------------ 8: lock
 
 

@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 
 from . import __version__
+from . import fasta as _fasta
+from . import io as _io
 from .errors import InputError
 from .fasta import FastaAccess, plan_fasta, read_fai, reference_dir, scan_fasta
 from .io import atomic_path, open_text, read_parquet, write_table_atomic
@@ -611,6 +613,10 @@ def _file_state(path: str | os.PathLike) -> list | None:
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
 
+# The modules a plan is computed by: their source is part of the plan's key.
+_PLAN_CODE = (sys.modules[__name__], _fasta, _io)
+
+
 def plan_key(source: RegionSource, outdir: str) -> str:
     """A digest of everything a plan is made from: the input settings, the size and
     mtime of every input file and index (beside the FASTA or under `outdir`), and the
@@ -621,7 +627,7 @@ def plan_key(source: RegionSource, outdir: str) -> str:
         local = reference_dir(outdir) / Path(source.fasta).name
         for fasta in (source.fasta, local):
             files += [f"{fasta}.fai", f"{fasta}.gzi"]
-    code = [(Path(__file__).parent / name).read_bytes() for name in ("extract.py", "io.py")]
+    code = [Path(module.__file__).read_bytes() for module in _PLAN_CODE]
     state = {
         "version": __version__,
         "code": hashlib.sha256(b"".join(code)).hexdigest(),
