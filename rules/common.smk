@@ -4,7 +4,6 @@
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -179,6 +178,15 @@ if ENCODER_NOTE:
     print(ENCODER_NOTE, file=sys.stderr)
 
 # --------------------------------------------------------------------- heads
+
+
+def _trains_hierarchical(heads):
+    """A head this run trains is hierarchical: the frozen one, or the fine-tuned model's."""
+    return "hierarchical" in heads or (
+        "finetuned" in heads and config["finetune"]["head"] == "hierarchical"
+    )
+
+
 PRETRAINED_HEAD = config["classify"]["pretrained_head"]
 if PRETRAINED_HEAD:
     if Path(PRETRAINED_HEAD).resolve().is_relative_to(Path(out("heads")).resolve()):
@@ -193,9 +201,10 @@ if PRETRAINED_HEAD:
             "classify.pretrained_head to a results/heads/<kind> folder of a labelled run."
         )
     # Checked here, not after every embedding job: the head must read vectors like the ones it was trained on.
-    _trained = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text()).get(
-        "encoder", {}
+    PRETRAINED_HEAD_CONFIG = json.loads(
+        (Path(PRETRAINED_HEAD) / "head.json").read_text()
     )
+    _trained = PRETRAINED_HEAD_CONFIG.get("encoder", {})
     for _key, _was, _now in identity_mismatches(_trained, STATIC_IDENTITY)[:1]:
         raise WorkflowError(
             f"{PRETRAINED_HEAD}/head.json: the head was trained on embeddings with {_key}={_was!r}, but this "
@@ -225,9 +234,7 @@ else:
         ):
             print(f"note: {_note}", file=sys.stderr)
         _hier = config["heads"]["hierarchical"]
-        if "hierarchical" in HEADS or (
-            "finetuned" in HEADS and config["finetune"]["head"] == "hierarchical"
-        ):
+        if _trains_hierarchical(HEADS):
             check_hierarchical_shape(_hier["d_model"], _hier["attention_heads"])
     except InputError as err:
         raise WorkflowError(str(err))
@@ -282,13 +289,11 @@ def finetune_settings():
 def _attention_heads():
     """Attention heads of the hierarchical head classifying this run (0: none)."""
     if PRETRAINED_HEAD:
-        import json
-
-        head = json.loads((Path(PRETRAINED_HEAD) / "head.json").read_text())
+        head = PRETRAINED_HEAD_CONFIG
         return (
             head.get("attention_heads", 0) if head.get("kind") == "hierarchical" else 0
         )
-    if "hierarchical" in HEADS:
+    if _trains_hierarchical(HEADS):
         return config["heads"]["hierarchical"]["attention_heads"]
     return 0
 

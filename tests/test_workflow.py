@@ -262,3 +262,24 @@ def test_pretrained_head_of_other_embeddings_is_refused_before_any_job(trained_b
     run = workdir.snakemake("-n", configs=[cfg], check=False)
     assert run.returncode != 0 and key in run.output and "head.json" in run.output and "Fix:" in run.output
     assert not workdir.path("results").exists()
+
+
+def classify_mem_mb(output: str) -> int:
+    """mem_mb of the classify_shards job in a dry run's job listing."""
+    job = output.split("rule classify_shards:", 1)[1].split("\n\n", 1)[0]
+    return int(re.search(r"mem_mb=(\d+)", job).group(1))
+
+
+def test_classification_memory_counts_the_finetuned_hierarchical_head(workdir):
+    """The attention term of a classification job's memory is there when the only hierarchical
+    head is the fine-tuned model's (no frozen hierarchical head in heads.train)."""
+    mems = {}
+    for head in ("hierarchical", "mean"):
+        overlay = workdir.write_config(f"ft_{head}.yaml", {"heads": {"train": ["mean"]},
+                                                            "finetune": {"activate": True, "head": head}})
+        mems[head] = classify_mem_mb(workdir.snakemake("-n", configs=[overlay]).output)
+    from dnalm.classify import shard_memory_mb
+
+    # Demo regions: 3 windows each; the hierarchical shape of FAST (2 attention heads).
+    assert mems == {"hierarchical": shard_memory_mb(3, 2), "mean": shard_memory_mb(3, 0)}
+    assert mems["hierarchical"] > mems["mean"]
