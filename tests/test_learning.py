@@ -93,6 +93,33 @@ def test_finetuning_writes_an_encoder_and_head_the_workflow_can_use(tiny_models,
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_finetuning_never_pads_for_a_model_without_an_attention_mask(tiny_models, pooling):
+    """A model that takes no attention mask (HyenaDNA-style) gets its windows in groups of
+    equal length, never padded, and the vectors are those of one masked, padded pass."""
+    from torch import nn
+
+    from dnalm.model import SequenceClassifier
+
+    phix = next(iter(read_records(PHIX).values()))
+    windows = [phix[:40], phix[100:130], phix[200:240], phix[300:330].lower()]  # 40 and 30 bp
+    encoder = Encoder.load(EncoderSpec(str(tiny_models["per_base"])), SIZE, STRIDE)
+    with torch.no_grad():
+        padded = SequenceClassifier(encoder, nn.Identity(), pooling, "both").window_vectors(windows)
+        forward, shapes = encoder.model.forward, []
+
+        def without_mask(input_ids, **kwargs):
+            assert "attention_mask" not in kwargs, "a padded batch reached a model without an attention mask"
+            shapes.append(tuple(input_ids.shape))
+            return forward(input_ids=input_ids)
+
+        encoder.model.forward = without_mask
+        encoder.takes_attention_mask = False
+        grouped = SequenceClassifier(encoder, nn.Identity(), pooling, "both").window_vectors(windows)
+    assert sorted(shapes) == [(4, 31), (4, 41)]  # 30 and 40 bases (both strands) + [SEP]
+    assert torch.allclose(padded, grouped, atol=1e-5)
+
+
 def test_finetuning_with_lora_and_both_strands(tiny_models, labelled, tmp_path):
     settings = replace(FAST, head="mean", epochs=1, lora_r=4, lora_alpha=8)
     tuner, metrics = finetune(labelled, tiny_models["bpe"], settings, tmp_path, strands="both")

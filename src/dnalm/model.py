@@ -12,12 +12,14 @@ so a fine-tuned encoder embeds the workflow's windows as it was trained to.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from torch import nn
 
 from .encoders import Encoder
-from .engine import plan_passes, pool_hidden
+from .engine import pack_batches, plan_passes, pool_hidden
 from .windows import reverse_complement
 
 
@@ -36,24 +38,29 @@ class SequenceClassifier(nn.Module):
         tokenizer = self.encoder.tokenizer
         content = tokenizer.content(views)
         plan = plan_passes(content.lengths, self.encoder.capacity)
-        batch = tokenizer.assemble(content.slices(plan.view, plan.lo, plan.hi))
+        # One pass over every piece; a model without an attention mask (HyenaDNA-style) must
+        # not see padding, so its pieces go in groups of equal length, as in the engine.
+        groups = [np.arange(len(plan.view))] if self.encoder.takes_attention_mask else \
+            pack_batches(plan.hi - plan.lo, sys.maxsize, sys.maxsize, equal_only=True)
         device = next(self.model.parameters()).device
-        inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
-        if batch.padded:
-            inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
-        out = self.model(**inputs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (pieces, tokens, hidden)
-        summary, sums = pool_hidden(hidden, torch.from_numpy(batch.content_mask).to(device),
-                                    torch.from_numpy(batch.summary_index).to(device))
-        view = torch.from_numpy(plan.view).to(device)
-        if self.pooling == "cls":
-            passes = torch.from_numpy(plan.passes).to(device, summary.dtype)
-            vectors = torch.zeros(len(views), summary.shape[1], device=device, dtype=summary.dtype)
-            vectors = vectors.index_add(0, view, summary) / passes[:, None]
-        else:
-            lengths = torch.from_numpy(np.maximum(content.lengths, 1)).to(device, sums.dtype)
-            vectors = torch.zeros(len(views), sums.shape[1], device=device, dtype=sums.dtype)
-            vectors = vectors.index_add(0, view, sums) / lengths[:, None]
+        views_of, pooled = [], []
+        for rows in groups:
+            batch = tokenizer.assemble(content.slices(plan.view[rows], plan.lo[rows], plan.hi[rows]))
+            inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
+            if batch.padded:
+                inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
+            out = self.model(**inputs)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (pieces, tokens, hidden)
+            summary, sums = pool_hidden(hidden, torch.from_numpy(batch.content_mask).to(device),
+                                        torch.from_numpy(batch.summary_index).to(device))  # (pieces, hidden) each
+            pooled.append(summary if self.pooling == "cls" else sums)
+            views_of.append(torch.from_numpy(plan.view[rows]).to(device))
+        pooled_all = torch.cat(pooled)
+        # A view's vector: its pieces' summaries averaged, or its content tokens' states averaged.
+        per_view = plan.passes if self.pooling == "cls" else np.maximum(content.lengths, 1)
+        divisor = torch.from_numpy(per_view).to(device, pooled_all.dtype)
+        vectors = torch.zeros(len(views), pooled_all.shape[1], device=device, dtype=pooled_all.dtype)
+        vectors = vectors.index_add(0, torch.cat(views_of), pooled_all) / divisor[:, None]
         if self.strands == "both":
             vectors = (vectors[:n] + vectors[n:]) / 2
         return vectors  # (n_windows, hidden)
