@@ -12,6 +12,7 @@ A checkpoint folder holds, each written atomically:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -53,13 +54,27 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def fingerprint(settings: list, inputs: list[str]) -> str:
+    """What a training depends on: its settings (JSON values) and the size and mtime of its inputs."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in inputs:
+        stat = Path(path).stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 def rng_state(rng: np.random.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()}
+    state = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():  # dropout on a GPU draws from the CUDA generators
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def set_rng_state(rng: np.random.Generator, saved: dict) -> None:
     rng.bit_generator.state = saved["numpy"]
     torch.set_rng_state(torch.tensor(saved["torch"], dtype=torch.uint8))
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in saved["cuda"]])
 
 
 class Checkpoint:
@@ -89,10 +104,18 @@ class Checkpoint:
         write_json_atomic(self.folder / OPTIMIZER_META, meta)
         write_json_atomic(self.folder / STATE, {**state, "fingerprint": self.fingerprint})
 
-    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        model.load_state_dict(load_file(str(self.folder / MODEL)))
-        meta = json.loads((self.folder / OPTIMIZER_META).read_text())
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(self.folder / OPTIMIZER)), meta))
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+               rng: np.random.Generator) -> dict | None:
+        """Back to the end of the last finished epoch (weights, optimiser, scheduler, random
+        generators) and its state; None when no checkpoint of this training exists."""
+        state = self.load_state()
+        if state:
+            model.load_state_dict(load_file(str(self.folder / MODEL)))
+            meta = json.loads((self.folder / OPTIMIZER_META).read_text())
+            optimizer.load_state_dict(_unflatten_optimizer(load_file(str(self.folder / OPTIMIZER)), meta))
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(rng, state["rng"])
+        return state
 
     def load_best(self, model: torch.nn.Module) -> None:
         model.load_state_dict(load_file(str(self.folder / BEST)))

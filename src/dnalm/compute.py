@@ -1,4 +1,4 @@
-"""What a torch job computes on: its device and its threads."""
+"""What a torch job computes on: its device, its threads and its arithmetic."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def limit_torch_threads(threads: int) -> str:
         torch.set_num_interop_threads(threads)
     return (f"threads: {threads} (torch {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}, "
             f"tokenizers {os.environ['RAYON_NUM_THREADS']})")
+
+
+def autocast(precision: str, device: str):
+    """bf16 autocast for training (`precision` bf16, or auto on a GPU); weights stay fp32."""
+    import torch
+
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.startswith("cuda"))
+    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=use_bf16)

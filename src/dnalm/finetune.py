@@ -18,32 +18,29 @@ the head, so an annotation run reuses both like any other checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from .checkpoint import Checkpoint, rng_state, set_rng_state
-from .compute import pick_device
+from .checkpoint import Checkpoint, fingerprint, rng_state
+from .compute import autocast, pick_device
 from .data import WindowSets
 from .encoders import Encoder, EncoderSpec, ModelFolder
+from .encoders.loading import save_model_folder
 from .engine import Embedder, EngineSettings
 from .extract import read_regions
 from .heads import HeadConfig, build_head, predict_proba, save_head
-from .io import atomic_dir, read_parquet, read_provenance
+from .io import read_parquet, read_provenance
 from .metrics import classification_metrics
 from .model import SequenceClassifier
 from .settings import FinetuneSettings
 from .splits import label_sequences
-from .train import class_weights, weighted_loss
+from .train import class_weights, warmup_linear_decay, weighted_loss
 
 WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]
 
@@ -75,25 +72,6 @@ class LabelledWindows:
         return counts > 0
 
 
-def _schedule(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
-
-
-def _fingerprint(settings: FinetuneSettings, spec: EncoderSpec, inputs: list[str]) -> str:
-    digest = hashlib.sha256(json.dumps([asdict(settings), asdict(spec)], sort_keys=True).encode())
-    for path in inputs:
-        stat = Path(path).stat()
-        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
 class Finetuner:
     def __init__(self, shard_paths: list[str], regions_path: str, labels_path: str | None, spec: EncoderSpec,
                  settings: FinetuneSettings, checkpoint_dir: str, device: str = "auto",
@@ -118,9 +96,8 @@ class Finetuner:
                                     settings.seed, labels_path or regions_path)
         for note in self.sets.notes:
             print(f"warning: {note}", file=self.log)
-        self.checkpoint = Checkpoint(checkpoint_dir, _fingerprint(settings, spec, [regions_path]
-                                                                  + ([labels_path] if labels_path else [])
-                                                                  + list(shard_paths)))
+        inputs = [regions_path] + ([labels_path] if labels_path else []) + list(shard_paths)
+        self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec)], inputs))
         hidden = self.encoder.identity.hidden_size
         config = HeadConfig(kind=settings.head, class_names=self.sets.class_names, embed_dim=hidden,
                             pooling=settings.pooling, d_model=settings.d_model, layers=settings.layers,
@@ -161,17 +138,11 @@ class Finetuner:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.encoder.model = model
 
-    def _autocast(self):
-        use_bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
-                                                         and self.device.startswith("cuda"))
-        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16)
-
     # ------------------------------------------------------------- evaluation
     def _embed(self, sequences: list[str]) -> np.ndarray:
         """Window vectors (pooling of the settings) of every given window, no gradients."""
         self.encoder.model.eval()
-        with self._autocast():
+        with autocast(self.settings.precision, self.device):
             vectors = Embedder(self.encoder, self.engine, log=self.log).embed(sequences, self.spec.strands)
         return vectors.summary if self.settings.pooling == "cls" else vectors.mean
 
@@ -221,12 +192,9 @@ class Finetuner:
         optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": s.encoder_learning_rate},
                                        {"params": list(self.classifier.head.parameters()), "lr": s.head_learning_rate}],
                                       weight_decay=s.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, s.warmup_fraction))
-        state = self.checkpoint.load_state()
+        scheduler = warmup_linear_decay(optimizer, total_steps, s.warmup_fraction)
+        state = self.checkpoint.resume(self.classifier, optimizer, scheduler, self.rng)
         if state:
-            self.checkpoint.restore(self.classifier, optimizer)
-            scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(self.rng, state["rng"])
             print(f"resuming from the checkpoint after epoch {state['epoch']} ({self.checkpoint.folder})",
                   file=self.log, flush=True)
         else:
@@ -243,7 +211,7 @@ class Finetuner:
             for step, lo in enumerate(range(0, len(order), s.sequences_per_step)):
                 rows = order[lo : lo + s.sequences_per_step]
                 windows, sequence, positions = self._step_batch(rows)
-                with self._autocast():
+                with autocast(self.settings.precision, self.device):
                     logits = self.classifier(windows, sequence, positions)
                 y = ytrain[torch.from_numpy(rows).to(self.device)]
                 loss = weighted_loss(logits.float(), y, self.weights, float(self.weights[y].sum()))
@@ -281,14 +249,9 @@ class Finetuner:
         model = self.encoder.model
         if s.lora_r > 0:
             model = model.merge_and_unload()
-        source = self.encoder.family.folder
-        with atomic_dir(encoder_dir) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
-                shutil.copy(path, tmp / path.name)
-            (tmp / "dnalm_finetuned.json").write_text(json.dumps(
-                {"what": "encoder fine-tuned end to end by dnalm", "base_model": self.spec.model,
-                 "head": s.head, "best_epoch": self.state["best_epoch"]}, indent=2, sort_keys=True) + "\n")
+        save_model_folder(model, self.encoder.family.folder, encoder_dir, "dnalm_finetuned.json",
+                          {"what": "encoder fine-tuned end to end by dnalm", "base_model": self.spec.model,
+                           "head": s.head, "best_epoch": self.state["best_epoch"]})
         folder = ModelFolder.open(encoder_dir)
         identity = {**self.encoder.identity.as_dict(), "model": encoder_dir, "model_revision": None,
                     "model_sha256": folder.weights_sha256(), "tokenizer_sha256": folder.tokenizer_sha256,

@@ -18,27 +18,24 @@ every other rule loads like any checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, rng_state, set_rng_state
-from .compute import pick_device
+from .checkpoint import Checkpoint, fingerprint, rng_state
+from .compute import autocast, pick_device
 from .encoders import Encoder, EncoderSpec, Ragged
+from .encoders.loading import save_model_folder
 from .engine import plan_passes
 from .errors import InputError
 from .extract import tile_starts
 from .fasta import open_fasta, read_fai
-from .io import atomic_dir
 from .settings import PretrainSettings
+from .train import warmup_linear_decay
 
 _NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
 _TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))  # IUPAC codes and anything else read as N
@@ -107,14 +104,6 @@ def mask_pieces(rows: Ragged, tokenizer, rng: np.random.Generator, fraction: flo
     return batch.input_ids, inputs, batch.attention_mask, labels
 
 
-def _fingerprint(settings: PretrainSettings, spec: EncoderSpec, fastas: list[str], size: int) -> str:
-    digest = hashlib.sha256(json.dumps([asdict(settings), asdict(spec), size], sort_keys=True).encode())
-    for path in fastas:
-        stat = Path(path).stat()
-        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
 class Pretrainer:
     def __init__(self, spec: EncoderSpec, fastas: list[str], window_size: int, settings: PretrainSettings,
                  checkpoint_dir: str, device: str = "auto", log=None):
@@ -130,18 +119,12 @@ class Pretrainer:
                              path=self.encoder.family.folder.path, fix="pretrain a masked-LM family (BERT, ESM)")
         self.model = self.encoder.model
         self.windows = GenomeWindows(fastas, window_size, settings.heldout_fraction)
-        self.checkpoint = Checkpoint(checkpoint_dir, _fingerprint(settings, spec, fastas, window_size))
+        self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec), window_size], fastas))
         # Tokens to draw the 10 % random replacements from, and the frequency baseline.
         sample = self.windows.fetch(np.flatnonzero(~self.windows.heldout)[:2000], settings.max_n_fraction)
         ids = self.encoder.tokenizer.content(sample).ids
         values, counts = np.unique(ids, return_counts=True)
         self.pool, self.most_frequent = values, int(values[counts.argmax()])
-
-    def _autocast(self):
-        use_bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
-                                                         and self.device.startswith("cuda"))
-        return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
-                              enabled=use_bf16)
 
     def _pieces(self, sequences: list[str]) -> Ragged:
         content = self.encoder.tokenizer.content(sequences)
@@ -154,7 +137,7 @@ class Pretrainer:
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         labels_t = to(labels)
         masked = labels_t != -100
-        with self._autocast():
+        with autocast(self.settings.precision, self.device):
             logits = self._masked_logits(to(inputs), to(attention), masked)  # (masked tokens, vocab)
         targets = labels_t[masked]
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
@@ -200,15 +183,9 @@ class Pretrainer:
         per_epoch = min(len(train_index), s.windows_per_epoch) if s.windows_per_epoch else len(train_index)
         total_steps = max(1, s.epochs * math.ceil(per_epoch / s.batch_size))
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay)
-        warmup = max(1, int(total_steps * s.warmup_fraction))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: (step + 1) / warmup if step < warmup
-            else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
-        state = self.checkpoint.load_state()
+        scheduler = warmup_linear_decay(optimizer, total_steps, s.warmup_fraction)
+        state = self.checkpoint.resume(self.model, optimizer, scheduler, self.rng)
         if state:
-            self.checkpoint.restore(self.model, optimizer)
-            scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(self.rng, state["rng"])
             print(f"resuming from the checkpoint after epoch {state['epoch']}", file=self.log, flush=True)
         else:
             state = {"epoch": 0, "history": [], "before": self.heldout()}
@@ -243,14 +220,9 @@ class Pretrainer:
         return state
 
     def save(self, out_dir: str) -> dict:
-        source = self.encoder.family.folder
-        with atomic_dir(out_dir) as tmp:
-            self.model.save_pretrained(tmp, safe_serialization=True)
-            for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
-                shutil.copy(path, tmp / path.name)
-            (tmp / "dnalm_pretrained.json").write_text(json.dumps(
-                {"what": "masked-LM pretraining by dnalm", "base_model": self.spec.model, "fasta": self.fastas,
-                 "epochs": self.state["epoch"]}, indent=2, sort_keys=True) + "\n")
+        save_model_folder(self.model, self.encoder.family.folder, out_dir, "dnalm_pretrained.json",
+                          {"what": "masked-LM pretraining by dnalm", "base_model": self.spec.model,
+                           "fasta": self.fastas, "epochs": self.state["epoch"]})
         last = self.state["history"][-1] if self.state["history"] else self.state["before"]
         metrics = {
             "base_model": self.spec.model, "fasta": self.fastas, "window_size": self.windows.size,

@@ -24,7 +24,8 @@ from .metrics import classification_metrics
 from .settings import TrainSettings
 from .splits import label_sequences
 
-__all__ = ["TrainSettings", "class_weights", "encoder_identity", "train_head", "weighted_loss", "write_metrics"]
+__all__ = ["TrainSettings", "class_weights", "encoder_identity", "train_head", "warmup_linear_decay", "weighted_loss",
+           "write_metrics"]
 
 
 def class_weights(y_train: np.ndarray, n_classes: int, balanced: bool) -> torch.Tensor:
@@ -39,6 +40,19 @@ def weighted_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, 
     weight: micro-batches of one step add up to the step's weighted mean."""
     nll = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     return (nll * weights[y]).sum() / total_weight
+
+
+def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float):
+    """Learning rates rising linearly over the first `warmup_fraction` of the steps, then
+    falling linearly to 0 at `total_steps` (fine-tuning and pretraining)."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def encoder_identity(provenance: dict) -> dict:

@@ -83,3 +83,19 @@ def takes_attention_mask(model) -> bool:
         return "attention_mask" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return True
+
+
+def save_model_folder(model, source: ModelFolder, out_dir, marker: str, about: dict) -> None:
+    """A trained encoder as a model folder like any checkpoint, written atomically:
+    `save_pretrained` (safetensors), the source folder's tokenizer files and shipped code,
+    and `marker` (a JSON file saying what made it)."""
+    import json
+    import shutil
+
+    from ..io import atomic_dir
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
+            shutil.copy(path, tmp / path.name)
+        (tmp / marker).write_text(json.dumps(about, indent=2, sort_keys=True) + "\n")
