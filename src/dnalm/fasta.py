@@ -320,12 +320,43 @@ def _link_into(path: Path, folder: Path) -> Path:
     return link
 
 
+# Indexes this process has checked: (FASTA, fallback folder, the files' stat) -> the path
+# to read through. Planning and each job read the index several times (lengths, digest,
+# fetches); a check reads the whole .fai and samples the FASTA, so it is done once while
+# none of the files changes (a rewrite changes ctime, which no copy can set back).
+_CHECKED: dict[tuple, Path] = {}
+
+
+def _index_state(fasta: str | os.PathLike, fallback_dir: str | os.PathLike | None) -> tuple:
+    paths = [Path(fasta)]
+    if fallback_dir is not None:
+        paths.append(Path(fallback_dir) / Path(fasta).name)
+    stats = []
+    for path in paths:
+        for name in (path, Path(f"{path}.fai"), Path(f"{path}.gzi")):
+            try:
+                st = name.stat()
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                stats.append(None)
+    return (os.path.abspath(fasta), None if fallback_dir is None else os.path.abspath(fallback_dir), *stats)
+
+
 def ensure_fasta_index(fasta: str | os.PathLike, fallback_dir: str | os.PathLike | None = None) -> Path:
     """The path to open `fasta` through, with a checked index beside it.
 
     That is `fasta` itself when its index matches it or can be rebuilt beside it; else,
     when its folder is not writable, a symlink in `fallback_dir` with an index there.
     """
+    checked = _CHECKED.get(_index_state(fasta, fallback_dir))
+    if checked is not None:
+        return checked
+    read_path = _ensure_fasta_index(fasta, fallback_dir)
+    _CHECKED[_index_state(fasta, fallback_dir)] = read_path  # the state after any rebuild
+    return read_path
+
+
+def _ensure_fasta_index(fasta: str | os.PathLike, fallback_dir: str | os.PathLike | None) -> Path:
     path = _check_fasta_file(fasta)
     if _is_plain_gzip(path):
         raise InputError(
