@@ -28,6 +28,7 @@ from dnalm.encoders import (
 )
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs, save_plan
+from dnalm.fasta import ensure_fasta_index, is_plain_gzip, reference_dir
 from dnalm.settings import check_hierarchical_shape
 from dnalm.splits import check_training_classes
 from dnalm.windows import WindowSpec, plan_shards, shard_name
@@ -249,7 +250,27 @@ ENCODER_HUB_ID = "" if ENCODER_FILES else ENCODER_DIR
 
 # The encoder chain: the configured model -> [pretrain] -> [finetune] -> embeddings.
 # Each step hands the next a model folder (a directory output) like any checkpoint.
-PRETRAIN_FASTAS = list(config["pretrain"]["fasta"]) or [FASTA]
+
+
+def _pretrain_fasta(source):
+    """The path pretraining reads `source` through, its index checked now (rebuilt under
+    <outdir>/reference/ when its folder is read-only), not in the GPU job."""
+    try:
+        if Path(source).is_file() and is_plain_gzip(Path(source)):
+            raise InputError(
+                "pretrain.fasta is compressed with plain gzip, which cannot be read at random",
+                path=source,
+                fix=f"recompress it with bgzip (zcat {source} | bgzip > "
+                f"{Path(source).with_suffix('')}.bgz.gz) and list that file",
+            )
+        return str(ensure_fasta_index(source, reference_dir(OUT)))
+    except InputError as err:
+        raise WorkflowError(str(err))
+
+
+PRETRAIN_FASTAS = [FASTA]
+if PRETRAIN and config["pretrain"]["fasta"]:
+    PRETRAIN_FASTAS = [_pretrain_fasta(f) for f in config["pretrain"]["fasta"]]
 BASE_FILES, BASE_HUB_ID = ENCODER_FILES, ENCODER_HUB_ID  # what pretrain starts from
 if PRETRAIN:
     BASE_FILES, BASE_HUB_ID = [out("pretrain/encoder")], ""  # what finetune starts from

@@ -59,7 +59,19 @@ def _labels_typo(wd: Workdir) -> str:
     return "typo.tsv"
 
 
+def _plain_gzip_genome(wd: Workdir) -> dict:
+    fasta = wd.path("genome.fa")
+    write_fasta(fasta, {"chr1": _phix()})
+    with open(fasta, "rb") as src, gzip.open(wd.path("genome.fa.gz"), "wb") as dst:
+        dst.write(src.read())
+    return {"pretrain": {"activate": True, "fasta": ["genome.fa.gz"]}}
+
+
 BAD = {
+    "pretrain FASTA plain gzip": (_plain_gzip_genome,
+                                  "genome.fa.gz: pretrain.fasta is compressed with plain gzip"),
+    "pretrain FASTA missing": (lambda wd: {"pretrain": {"activate": True, "fasta": ["nowhere.fa"]}},
+                               "nowhere.fa: FASTA file does not exist"),
     "tile step > length": (lambda wd: {"input": {"mode": "tiles", "reference": "data/phiX174_NC_001422.1.fa.gz",
                                                  "tiles": {"length": 1000, "step": 1001}}},
                            "input.tiles.step (1001) is larger than input.tiles.length (1000)"),

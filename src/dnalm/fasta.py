@@ -54,7 +54,7 @@ class FaiCheck:
     empty: list[tuple[int, str]] = field(default_factory=list)  # (record, name)
 
 
-def _is_plain_gzip(path: Path) -> bool:
+def is_plain_gzip(path: Path) -> bool:
     """True for gzip that is not BGZF (pysam cannot index it)."""
     with open(path, "rb") as fh:
         head = fh.read(18)
@@ -358,7 +358,7 @@ def ensure_fasta_index(fasta: str | os.PathLike, fallback_dir: str | os.PathLike
 
 def _ensure_fasta_index(fasta: str | os.PathLike, fallback_dir: str | os.PathLike | None) -> Path:
     path = _check_fasta_file(fasta)
-    if _is_plain_gzip(path):
+    if is_plain_gzip(path):
         raise InputError(
             "is compressed with plain gzip, which cannot be indexed for random access", path=path,
             fix="the workflow recompresses it with bgzip by itself (rule bgzip_fasta); outside the workflow "
@@ -494,7 +494,7 @@ def plan_fasta(source: str, outdir: str | os.PathLike, scan: bool = False) -> tu
     """
     path = _check_fasta_file(source)
     folder = reference_dir(outdir)
-    if _is_plain_gzip(path):
+    if is_plain_gzip(path):
         return FastaAccess(source, bgzip_copy_path(source, outdir), True), scan_fasta(path, folder)
     read_path = ensure_fasta_index(path, folder)
     records = scan_fasta(path) if scan else read_fai(read_path)
