@@ -321,12 +321,10 @@ def test_coordinates_and_labels_round_trip(tmp_path):
     (">a\nACGT\n>empty\n>b\nACGT\n", "record 2 (empty) has no sequence"),
 ])
 def test_fasta_mode_rejects_duplicate_and_empty_records(tmp_path, text, message):
-    from dnalm.extract import check_fasta_records
-
     fasta = tmp_path / "seqs.fa"
     fasta.write_text(text)
     with pytest.raises(InputError, match=re.escape(message)) as err:
-        check_fasta_records(str(fasta))
+        load_regions(RegionSource(mode="fasta", sequences=str(fasta)))
     assert str(fasta) in str(err.value) and "Fix:" in str(err.value)
 
 

@@ -61,10 +61,10 @@ import pandas as pd
 import pyarrow as pa
 
 from .embed import POOLINGS, check_same_origin, read_embeddings
-from .extract import read_regions
+from .extract import check_label_text, read_regions
 from .fasta import read_fai
 from .io import atomic_path, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
-from .tracks import check_label_text, write_tracks
+from .tracks import write_tracks
 from .windows import WindowSpec, count_windows, plan_shards
 
 ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb

@@ -216,8 +216,7 @@ def regions_from_bed(bed: str, contigs: dict[str, int], source: RegionSource, la
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     frame = _frame(rows)
-    check_label_text(frame["label"].tolist(), path)
-    check_label_spellings(frame["label"].tolist(), lambda i: f"{path}:{seen[rows[i][0]]}")
+    check_labels(frame["label"].tolist(), path, lambda i: seen[rows[i][0]])
     frame.attrs["skipped_lines"] = len(skipped)
     return frame
 
@@ -310,11 +309,9 @@ def regions_from_tiles(contigs: dict[str, int], source: RegionSource) -> pd.Data
     return _typed(frame)
 
 
-def regions_from_fasta(fasta: str, labels: str, contigs: dict[str, int] | None = None) -> pd.DataFrame:
+def regions_from_fasta(fasta: str, labels: str, contigs: dict[str, int]) -> pd.DataFrame:
     """One sequence per record (`contigs`: name -> length, in file order, as
     `scan_fasta` gives them). Every record needs bases."""
-    if contigs is None:
-        contigs = scan_fasta(fasta)
     for number, (name, length) in enumerate(contigs.items(), start=1):
         if length == 0:
             raise InputError(f"record {number} ({name}) has no sequence", path=fasta,
@@ -390,14 +387,20 @@ def read_labels(path: str) -> pd.DataFrame:
         raise InputError(f"id {dup.iloc[0]!r} appears on lines {first[0]} and {first[1]}", path=p,
                          fix="keep one row per id")
     table["label"] = table["label"].map(_empty_or_none)
-    check_label_text(table["label"].tolist(), p)
-    check_label_spellings(table["label"].tolist(), lambda i: f"{p}:{table['line'].iloc[i]}")
+    check_labels(table["label"].tolist(), p, lambda i: table["line"].iloc[i])
     if "split" in table.columns:
         table["split"] = [normalise_split(v, f"{p}:{line} (id {i})")
                           for i, v, line in zip(table["id"], table["split"], table["line"])]
     else:
         table["split"] = None
     return table.set_index("id")[["label", "split", "line"]]
+
+
+def check_labels(labels: list, path, line_of) -> None:
+    """A label column as read from `path`: no control characters, and no number written
+    two ways (`line_of(i)`: the line of labels[i], named in the message)."""
+    check_label_text(labels, path)
+    check_label_spellings(labels, lambda i: f"{path}:{line_of(i)}")
 
 
 def check_label_text(labels, where: object) -> None:
@@ -500,8 +503,7 @@ def _bed_labels(source: RegionSource) -> pd.DataFrame:
                                  normalise_split(_column(cols, source.split_column), f"{source.bed}:{lineno}"))
         lines.append(lineno)
     parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
-    check_label_text([label for label, _ in rows.values()], source.bed)
-    check_label_spellings([label for label, _ in rows.values()], lambda i: f"{source.bed}:{lines[i]}")
+    check_labels([label for label, _ in rows.values()], source.bed, lambda i: lines[i])
     return parsed
 
 
@@ -528,15 +530,6 @@ def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFr
         if col not in frame:
             frame[col] = None
     return _typed(frame)
-
-
-def check_fasta_records(fasta: str) -> dict[str, int]:
-    """Mode fasta: every record is one sequence, so each needs a unique name and some
-    bases. The .fai silently keeps the first of two records with one name and skips
-    empty ones; one streaming pass catches both. Returns name -> length."""
-    records = scan_fasta(fasta)
-    regions_from_fasta(str(fasta), "", records)  # raises on an empty record
-    return records
 
 
 def coordinates_digest(frame: pd.DataFrame) -> str:
