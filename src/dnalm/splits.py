@@ -91,10 +91,7 @@ def label_sequences(regions: pd.DataFrame, usable: np.ndarray, val_fraction: flo
     split[~usable] = None
     train = split == "train"
     class_names = sorted(set(labels[train]))
-    if len(class_names) < 2:
-        raise InputError(
-            f"the training split holds {len(class_names)} class(es) ({', '.join(class_names) or 'none'}); "
-            "a classifier needs at least two", path=where, fix="label sequences of at least two classes as train")
+    check_training_classes(class_names, [], where)  # usable sequences may hold fewer classes than the labels
     class_id = {name: i for i, name in enumerate(class_names)}
     y = np.array([class_id.get(label, -1) for label in labels], dtype=np.int64)
     unseen = (y < 0) & np.isin(split, ["val", "test"])
