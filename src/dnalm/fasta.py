@@ -64,7 +64,9 @@ def is_plain_gzip(path: Path) -> bool:
     return not (head[3] & 4 and head[12:14] == b"BC")
 
 
-def _is_bgzf(path: Path) -> bool:
+def _is_gzip(path: Path) -> bool:
+    """Any gzip; where an index is read or built, plain gzip was refused already, so gzip
+    there means BGZF (which has a .gzi beside its .fai)."""
     with open(path, "rb") as fh:
         return fh.read(2) == b"\x1f\x8b"
 
@@ -141,7 +143,7 @@ def check_fai(fasta: str | os.PathLike) -> FaiCheck:
     """
     path = Path(fasta)
     fai = Path(f"{path}.fai")
-    gzi = Path(f"{path}.gzi") if _is_bgzf(path) else None
+    gzi = Path(f"{path}.gzi") if _is_gzip(path) else None
     try:
         records = _parse_fai(fai)
     except (OSError, ValueError) as err:
@@ -259,7 +261,7 @@ def _check_fasta_file(fasta: str | os.PathLike) -> Path:
 
 
 def _index_files(path: Path) -> list[Path]:
-    return [Path(f"{path}.fai")] + ([Path(f"{path}.gzi")] if _is_bgzf(path) else [])
+    return [Path(f"{path}.fai")] + ([Path(f"{path}.gzi")] if _is_gzip(path) else [])
 
 
 def _index_problem(path: Path) -> str | None:
