@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from dnalm.compute import limit_torch_threads
-from dnalm.encoders import EncoderSpec
+from dnalm.encoders import job_spec
 from dnalm.engine import EngineSettings
 from dnalm.finetune import Finetuner
 from dnalm.io import write_json_atomic
@@ -12,10 +12,8 @@ from dnalm.workflow import step
 
 with step(snakemake):
     print(limit_torch_threads(snakemake.threads))
-    local = Path(snakemake.input.encoder[0]) if snakemake.input.encoder else None
-    model = snakemake.params.hub_id or str(local if local.is_dir() else local.parent)
     tuner = Finetuner(list(snakemake.input.shards), snakemake.input.regions, snakemake.input.labels,
-                      EncoderSpec(**{**snakemake.params.spec, "model": model}),
+                      job_spec(snakemake),
                       FinetuneSettings(**snakemake.params.settings), snakemake.params.checkpoint,
                       engine=EngineSettings(tokens_per_batch=int(snakemake.resources.tokens_per_batch)))
     tuner.run()

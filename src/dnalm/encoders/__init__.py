@@ -21,6 +21,7 @@ own tokenizer). The family is detected from the folder or set by `encoder.family
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..errors import InputError
 from .base import Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
@@ -35,8 +36,8 @@ STRANDS = ("single", "both")
 
 __all__ = ["FAMILIES", "STRANDS", "Encoder", "EncoderIdentity", "EncoderSpec", "Family", "ModelFolder", "Ragged",
            "TINY_FAMILIES", "TokenBatch", "WindowTokenizer", "build_tiny_encoder", "family_for", "is_local",
-           "identity_mismatches", "preflight", "resolve", "tiny_identity", "tiny_positions", "tiny_window_limits",
-           "window_fit"]
+           "identity_mismatches", "job_spec", "preflight", "resolve", "tiny_identity", "tiny_positions",
+           "tiny_window_limits", "window_fit"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class EncoderSpec:
     trust_remote_code: bool = False
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     strands: str = "single"  # single | both (average each window with its reverse complement)
+
+
+def job_spec(snakemake) -> EncoderSpec:
+    """The `EncoderSpec` a workflow job loads: a hub id arrives as the param `hub_id`; a
+    local model as its files (input `encoder`), the tiny one as its folder."""
+    local = Path(snakemake.input.encoder[0]) if snakemake.input.encoder else None
+    model = snakemake.params.hub_id or str(local if local.is_dir() else local.parent)
+    return EncoderSpec(**{**snakemake.params.spec, "model": model})
 
 
 @dataclass(frozen=True)
