@@ -29,6 +29,16 @@ KMER_SIZES = range(3, 7)
 BASE_ORDER = "ATCG"  # DNABERT's own vocab order (itertools.product), used when building vocabs
 
 
+def tokenizer_name_for(k: int) -> str:
+    return f"dnabert-{k}mer"
+
+
+def window_limits_for(capacity: int | None, k: int) -> tuple[int | None, int | None]:
+    """`Family.window_limits` for `capacity` content tokens: L - k + 1 k-mers, whatever the bases."""
+    most = None if capacity is None else capacity + k - 1
+    return most, most
+
+
 def kmer_vocab(k: int) -> list[str]:
     """DNABERT-k's vocab.txt, line by line: the specials, then k-mers in ATCG product order."""
     return SPECIAL_TOKENS + ["".join(p) for p in itertools.product(BASE_ORDER, repeat=k)]
@@ -60,7 +70,7 @@ class KmerTokenizer(WindowTokenizer):
         k = vocab_k(vocab)
         assert k is not None
         self.k = k
-        self.name = f"dnabert-{k}mer"
+        self.name = tokenizer_name_for(k)
         ids = {token: i for i, token in enumerate(vocab)}
         self.unk_id, self.pad_id, self.mask_id = ids["[UNK]"], ids["[PAD]"], ids.get("[MASK]")
         # Base-5 k-mer number (digit 4: not a base) -> the folder's id; [UNK] wherever a digit is 4.
@@ -116,14 +126,10 @@ class Dnabert(Family):
 
     @property
     def tokenizer_name(self) -> str:
-        return f"dnabert-{self.k}mer"
+        return tokenizer_name_for(self.k)
 
     def window_limits(self):
-        capacity = self.capacity()
-        if capacity is None:
-            return None, None
-        most = capacity + self.k - 1  # L - k + 1 k-mers
-        return most, most
+        return window_limits_for(self.capacity(), self.k)
 
     def tokenizer(self, trust_remote_code: bool = False) -> KmerTokenizer:
         vocab = self.folder.vocab_lines

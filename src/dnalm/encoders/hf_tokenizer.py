@@ -23,6 +23,19 @@ from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenize
 _PROBE = "ACGTNRYKMSWBDHVACGGTTAACCNNA"
 
 
+PER_BASE, BYTE_PAIR = "per-base", "byte-pair"  # the tokenizer names this family records
+
+
+def window_limits_for(capacity: int | None, per_base: bool, longest_token: int) -> tuple[int | None, int | None]:
+    """`Family.window_limits` for `capacity` content tokens: one base a token at worst; at
+    best the longest token everywhere (unknown, None, without a vocabulary yet)."""
+    if capacity is None:
+        return None, None
+    if per_base:
+        return capacity, capacity
+    return capacity, capacity * longest_token if longest_token else None
+
+
 def _vocab_tokens(folder: ModelFolder) -> list[str]:
     """The tokenizer's vocabulary as far as its files tell (without loading it)."""
     model = folder.tokenizer_json.get("model", {})
@@ -125,15 +138,10 @@ class HfTokenizer(Family):
 
     @property
     def tokenizer_name(self) -> str:
-        return "per-base" if self.per_base else "byte-pair"
+        return PER_BASE if self.per_base else BYTE_PAIR
 
     def window_limits(self):
-        capacity = self.capacity()
-        if capacity is None:
-            return None, None
-        if self.per_base:
-            return capacity, capacity
-        return capacity, capacity * self.longest_token if self.longest_token else None
+        return window_limits_for(self.capacity(), self.per_base, self.longest_token)
 
     def tokenizer(self, trust_remote_code: bool = False) -> AutoTokenizerWindows:
         hf = load_hf_tokenizer(self.folder, trust_remote_code)
@@ -191,7 +199,7 @@ def build_tiny_bpe(out_dir, *, train_fasta: str, vocab_size: int = 512, hidden: 
         return _fast(tok)
 
     return save_tiny(out_dir, "hf_tokenizer", _bert(vocab_size, hidden, layers, heads, positions, 0), tokenizer,
-                     seed, {"tokenizer": "byte-pair", "trained_on": str(train_fasta), "vocab_size": vocab_size,
+                     seed, {"tokenizer": BYTE_PAIR, "trained_on": str(train_fasta), "vocab_size": vocab_size,
                             "hidden": hidden, "layers": layers, "heads": heads})
 
 
@@ -213,4 +221,4 @@ def build_tiny_per_base(out_dir, *, hidden: int = 128, layers: int = 2, heads: i
         return _fast(tok)
 
     return save_tiny(out_dir, "hf_tokenizer", _bert(len(vocab), hidden, layers, heads, positions, 0), tokenizer,
-                     seed, {"tokenizer": "per-base", "hidden": hidden, "layers": layers, "heads": heads})
+                     seed, {"tokenizer": PER_BASE, "hidden": hidden, "layers": layers, "heads": heads})

@@ -25,6 +25,16 @@ from .base import (BASE_CODE, BASE_CODE_BYTES, Family, ModelFolder, Ragged, Wind
                    load_hf_tokenizer, probe_template, ranges)
 
 
+def tokenizer_name_for(k: int) -> str:
+    return f"nt-{k}mer"
+
+
+def window_limits_for(capacity: int | None, k: int) -> tuple[int | None, int | None]:
+    """`Family.window_limits` for `capacity` content tokens: pure A/C/G/T takes k bases a
+    token; the worst case (N every few bases) one base a token."""
+    return (None, None) if capacity is None else (capacity, capacity * k)
+
+
 def _is_special(token: str) -> bool:
     return len(token) > 2 and token.startswith("<") and token.endswith(">")
 
@@ -51,7 +61,7 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
         assert layout is not None
         self.k, kmers, singles = layout
         ids = {t: i for i, t in enumerate(vocab)}
-        self.name = f"nt-{self.k}mer"
+        self.name = tokenizer_name_for(self.k)
         self.table = np.empty(4**self.k, dtype=np.int64)  # base-4 k-mer number -> the folder's id
         for token, i in kmers.items():
             number = 0
@@ -149,14 +159,10 @@ class NucleotideTransformer(Family):
 
     @property
     def tokenizer_name(self) -> str:
-        return f"nt-{self.k}mer"
+        return tokenizer_name_for(self.k)
 
     def window_limits(self):
-        capacity = self.capacity()
-        if capacity is None:
-            return None, None
-        # Pure A/C/G/T: k bases a token. Worst case (N every few bases): one base a token.
-        return capacity, capacity * self.k
+        return window_limits_for(self.capacity(), self.k)
 
     def tokenizer(self, trust_remote_code: bool = False) -> NonOverlappingKmerTokenizer:
         hf = load_hf_tokenizer(self.folder, trust_remote_code)

@@ -72,25 +72,28 @@ def tiny_window_limits(family: str, kmer: int, positions: int | None = None) -> 
     """What `Family.window_limits` will say of a tiny model before it is built (the DAG
     is built before the model). A trained byte-pair vocab's longest token is not known
     yet, so only its guaranteed length is."""
+    from . import dnabert, hf_tokenizer, nucleotide_transformer
+
     positions = positions or tiny_positions(family)
-    if family == "dnabert":
-        most = positions - 2 + kmer - 1
-        return most, most
-    if family == "nucleotide_transformer":
-        return positions - 2, (positions - 2) * kmer
-    if family == "per_base":
-        return positions - 1, positions - 1
-    return positions - 2, None
+    if family == "dnabert":  # [CLS] ... [SEP]
+        return dnabert.window_limits_for(positions - 2, kmer)
+    if family == "nucleotide_transformer":  # <cls> ... <eos>
+        return nucleotide_transformer.window_limits_for(positions - 2, kmer)
+    if family == "per_base":  # ... [SEP]
+        return hf_tokenizer.window_limits_for(positions - 1, per_base=True, longest_token=1)
+    return hf_tokenizer.window_limits_for(positions - 2, per_base=False, longest_token=0)  # [CLS] ... [SEP]
 
 
 def tiny_identity(tiny: dict) -> dict:
     """The identity keys of a tiny model known from its config alone (the DAG needs them
     before the model is built)."""
+    from . import dnabert, hf_tokenizer, nucleotide_transformer
+
     k = tiny.get("kmer", 6)
     family, tokenizer = {
-        "dnabert": ("dnabert", f"dnabert-{k}mer"),
-        "nucleotide_transformer": ("nucleotide_transformer", f"nt-{k}mer"),
-        "bpe": ("hf_tokenizer", "byte-pair"),
-        "per_base": ("hf_tokenizer", "per-base"),
+        "dnabert": ("dnabert", dnabert.tokenizer_name_for(k)),
+        "nucleotide_transformer": ("nucleotide_transformer", nucleotide_transformer.tokenizer_name_for(k)),
+        "bpe": ("hf_tokenizer", hf_tokenizer.BYTE_PAIR),
+        "per_base": ("hf_tokenizer", hf_tokenizer.PER_BASE),
     }[tiny["family"]]
     return {"family": family, "tokenizer": tokenizer, "hidden_size": tiny["hidden"]}
