@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .base import Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
+from .base import HIDDEN_KEYS, Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
 from .dnabert import Dnabert
 from .hf_tokenizer import HfTokenizer
 from .nucleotide_transformer import NucleotideTransformer
@@ -184,7 +184,7 @@ class Encoder:
 
 def _hidden(model) -> int | None:
     config = getattr(model, "config", None)
-    for key in ("hidden_size", "d_model", "n_embd"):
+    for key in HIDDEN_KEYS:  # as ModelFolder.hidden_size, from the loaded config's defaults too
         if isinstance(getattr(config, key, None), int):
             return int(getattr(config, key))
     return None

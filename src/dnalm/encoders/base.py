@@ -43,6 +43,8 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # config.json keys that give the longest input a model was built for, in the order tried.
 _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_seq_length", "seq_len", "n_ctx")
+# config keys that give the hidden size, in the order tried (BERT/ESM, HyenaDNA/Caduceus, GPT-2, DistilBERT).
+HIDDEN_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
 # Architectures whose absolute positions start after the padding id (RoBERTa, ESM):
 # max_position_embeddings counts pad_token_id + 1 slots that no token can use.
 _PADDING_OFFSET_TYPES = {"esm", "roberta", "xlm-roberta", "camembert"}
@@ -146,7 +148,7 @@ class ModelFolder:
 
     @property
     def hidden_size(self) -> int | None:
-        for key in ("hidden_size", "d_model", "n_embd", "dim"):
+        for key in HIDDEN_KEYS:
             if isinstance(self.config.get(key), int):
                 return int(self.config[key])
         return None
