@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+from .dnabert import SPECIAL_TOKENS as SPECIALS  # BERT's five, as the tiny models' tokenizers use
 
 # Every letter class a window can hold after make_windows (bases, N) and what a
 # caller could pass (IUPAC codes): a per-base lookup must agree on all of them.
@@ -102,9 +103,7 @@ class AutoTokenizerWindows(WindowTokenizer):
         sequences = [s.upper() for s in sequences]
         if self.table is not None:
             joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
-            offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
-            np.cumsum([len(s) for s in sequences], out=offsets[1:])
-            return Ragged(self.table[joined], offsets)
+            return Ragged.from_lengths(self.table[joined], np.fromiter(map(len, sequences), np.int64, len(sequences)))
         return Ragged.from_lists(self._tokenizer_ids(sequences))
 
 
@@ -163,9 +162,6 @@ def _bert(vocab_size: int, hidden: int, layers: int, heads: int, positions: int,
                         num_attention_heads=heads, intermediate_size=4 * hidden,
                         max_position_embeddings=positions, type_vocab_size=2, pad_token_id=pad_id)
     return lambda: BertForMaskedLM(config)
-
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def build_tiny_bpe(out_dir, *, train_fasta: str, vocab_size: int = 512, hidden: int = 128, layers: int = 2,
