@@ -264,3 +264,17 @@ def test_jobs_of_several_shards_equal_one_shard_a_job(long_run, tmp_path):
                             final=i == len(jobs) - 1)
             parts.append(pq.read_table(out))
         assert pa.concat_tables(parts).equals(one_a_job), group
+
+
+def test_a_job_of_several_shards_reads_each_shard_once(long_run, tmp_path, monkeypatch):
+    """A carried sequence is read back from the shard before; in a job of several shards that
+    shard was just read, so each shard of the job is read once."""
+    import dnalm.classify
+
+    wd, head_dir = long_run
+    paths = sorted(str(p) for p in wd.root.glob("results/embeddings/shard_*.parquet"))
+    reads = []
+    real = dnalm.classify.read_embeddings
+    monkeypatch.setattr(dnalm.classify, "read_embeddings", lambda ps, pooling: reads.append(ps) or real(ps, pooling))
+    classify_shards(paths, len(paths), {str(head_dir): str(tmp_path / "all.parquet")}, 0.5, final=True)
+    assert sorted(p for ps in reads for p in ps) == paths  # 4 shards, 3 of them carrying a sequence on

@@ -50,6 +50,7 @@ the top: the Snakefile imports the plan functions when it builds the DAG, withou
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -152,14 +153,17 @@ def shard_memory_mb(width: int, attention_heads: int, block: int = 256, base_mb:
 # --------------------------------------------------------- one shard's job
 
 
-def _closing_windows(paths: list[str], pooling: str, final: bool) -> tuple[pa.Table, np.ndarray, dict, int]:
+def _closing_windows(paths: list[str], pooling: str, final: bool, read=None) -> tuple[pa.Table, np.ndarray, dict, int]:
     """Keys and vectors of the windows of the sequences that close in the shard paths[-1].
 
     `paths`: that shard, preceded by (at least) the shards holding the first windows
-    of the sequence carried into it. Returns keys, (n_windows, hidden) matrix, the
+    of the sequence carried into it; `read(path, pooling)`: how a shard is read (default
+    `read_embeddings`; a job of several shards passes a cache, as each shard is read again
+    for the sequence carried out of it). Returns keys, (n_windows, hidden) matrix, the
     shard's provenance and how many windows came from earlier shards.
     """
-    keys, matrix, provenance = read_embeddings([paths[-1]], pooling)
+    read = read or (lambda path, pooling: read_embeddings([path], pooling))
+    keys, matrix, provenance = read(paths[-1], pooling)
     if keys.num_rows == 0:
         return keys, matrix, provenance, 0
     seq = keys.column("seq_index").to_numpy()
@@ -174,7 +178,7 @@ def _closing_windows(paths: list[str], pooling: str, final: bool) -> tuple[pa.Ta
         return keys, matrix, provenance, 0
     before_keys, before = [], []
     for path in reversed(paths[:-1]):
-        earlier, vectors, earlier_provenance = read_embeddings([path], pooling)
+        earlier, vectors, earlier_provenance = read(path, pooling)
         check_same_origin(earlier_provenance, provenance, path, paths[-1])
         rows = np.flatnonzero(earlier.column("seq_index").to_numpy() == carried)
         before_keys.insert(0, earlier.take(rows))
@@ -205,9 +209,11 @@ def load_heads(head_dirs, embedding_path: str) -> dict:
     return heads
 
 
-def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: float, final: bool) -> dict:
+def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: float, final: bool,
+                      read=None) -> dict:
     """head folder -> (seq_index + prob_<class> table, provenance) of the sequences closing in
-    shard `embedding_paths[-1]`. The shards are read once per pooling."""
+    shard `embedding_paths[-1]`. The shards are read once per pooling (`read`: see
+    `_closing_windows`)."""
     import torch
 
     from .data import WindowSets
@@ -215,7 +221,7 @@ def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: f
     own = embedding_paths[-1]
     results = {}
     for pooling in dict.fromkeys(head.config.pooling for head in heads.values()):
-        keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, pooling, final)
+        keys, matrix, embedded, carried_in = _closing_windows(embedding_paths, pooling, final, read)
         chunk = WindowSets(keys, matrix, embedded, max_n_fraction)
         for head_dir, head in heads.items():
             if head.config.pooling != pooling:
@@ -248,12 +254,18 @@ def classify_shards(embedding_paths: list[str], shards: int, outputs: dict[str, 
     `final`: whether the job's last shard is the run's last.
     """
     heads = load_heads(outputs, embedding_paths[-1])
+    # The sequence carried out of a shard is read back from it by the next shard's step:
+    # keep recent shards in memory rather than reading them twice. Three a pooling: the
+    # step for shard i reads i, then i - 1 for its carried sequence (which makes i - 1 the
+    # most recent), and the next step needs i.
+    poolings = len({head.config.pooling for head in heads.values()})
+    read = functools.lru_cache(maxsize=3 * poolings)(lambda path, pooling: read_embeddings([path], pooling))
     parts: dict[str, list] = {head_dir: [] for head_dir in outputs}
     provenance: dict[str, dict] = {}
     for end in range(len(embedding_paths) - shards, len(embedding_paths)):
         last = final and end == len(embedding_paths) - 1
         for head_dir, (result, prov) in _classify_closing(embedding_paths[: end + 1], heads, max_n_fraction,
-                                                          last).items():
+                                                          last, read).items():
             parts[head_dir].append(result)
             provenance[head_dir] = prov
     tables = {head_dir: pd.concat(frames, ignore_index=True) for head_dir, frames in parts.items()}
