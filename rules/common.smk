@@ -151,7 +151,9 @@ try:
         STATIC_IDENTITY = tiny_identity(TINY)
     else:
         # A missing/unfit model, an uncached hub id, or remote code not allowed stops the run here.
-        _family, ENCODER_NOTE = preflight(ENCODER_SPEC, WINDOWS.size)
+        _family, ENCODER_NOTE = preflight(
+            ENCODER_SPEC, WINDOWS.size, masked_lm=config["pretrain"]["activate"]
+        )
         ENCODER_DIR = ENC["model"]
         # Local files are inputs, so replacing the weights or tokenizer re-runs the embeddings.
         ENCODER_FILES = (

@@ -256,12 +256,25 @@ def test_remote_code_is_refused_unless_asked_for(tiny_models, tmp_path):
     folder = tmp_path / "remote"
     shutil.copytree(tiny_models["bpe"], folder)
     config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "bert_layers.BertModel"}  # as DNABERT-2 ships it
+    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}  # code no native port implements
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="trust_remote_code") as err:
         preflight(EncoderSpec(str(folder)), 512)
-    assert "bert_layers.BertModel" in str(err.value) and "DNABERT-2" in str(err.value)
+    assert "modeling_mine.MyModel" in str(err.value)
     preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)  # allowed when asked
+
+
+def test_remote_code_that_needs_removed_transformers_apis_is_refused_before_any_job(tiny_models, tmp_path):
+    folder = tmp_path / "old_code"
+    shutil.copytree(tiny_models["bpe"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_mine.py").write_text(
+        "from transformers.modeling_utils import find_pruneable_heads_and_indices\n")
+    with pytest.raises(InputError, match="find_pruneable_heads_and_indices") as err:
+        preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)
+    assert "modeling_mine.py" in str(err.value) and "transformers 5" in str(err.value)
 
 
 def test_weights_that_would_be_newly_initialised_are_refused(tiny_models, tmp_path):

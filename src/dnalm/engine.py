@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .encoders import Encoder, Ragged
+from .encoders.loading import hidden_of
 from .errors import InputError
 from .windows import reverse_complement
 
@@ -202,7 +203,7 @@ class Embedder:
         if "attention_mask" in moved:
             inputs["attention_mask"] = moved["attention_mask"]
         out = self.model(**inputs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (batch, tokens, hidden)
+        hidden = hidden_of(out)  # (batch, tokens, hidden)
         summary, sums = pool_hidden(hidden, moved["content"], moved["summary"])  # (batch, hidden) each
         self.summary_sum.index_add_(0, moved["view"], summary)
         self.content_sum.index_add_(0, moved["view"], sums)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .encoders import Encoder
+from .encoders.loading import hidden_of
 from .engine import pack_batches, plan_passes, pool_hidden
 from .windows import reverse_complement
 
@@ -50,7 +51,7 @@ class SequenceClassifier(nn.Module):
             if batch.padded:
                 inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
             out = self.model(**inputs)
-            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (pieces, tokens, hidden)
+            hidden = hidden_of(out)  # (pieces, tokens, hidden)
             summary, sums = pool_hidden(hidden, torch.from_numpy(batch.content_mask).to(device),
                                         torch.from_numpy(batch.summary_index).to(device))  # (pieces, hidden) each
             pooled.append(summary if self.pooling == "cls" else sums)

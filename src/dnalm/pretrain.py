@@ -149,6 +149,8 @@ class Pretrainer:
         """Vocabulary logits at the masked positions only. The LM head (BERT's `cls`, ESM's
         `lm_head`) is run on those positions, not on every token: with a 4,101-token k-mer
         vocabulary it costs more than a small encoder itself."""
+        if hasattr(self.model, "lm_logits"):  # a native port: encoder and LM head apart
+            return self.model.lm_logits(self.model.encode(input_ids, attention_mask)[masked])
         base = getattr(self.model, "base_model", None)
         heads = [m for _, m in self.model.named_children() if m is not base]
         if base is not None and base is not self.model and len(heads) == 1:

@@ -20,6 +20,7 @@ own tokenizer). The family is detected from the folder or set by `encoder.family
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,14 +132,20 @@ def window_fit(window_size: int, limits: tuple[int | None, int | None], position
     return ""
 
 
-def preflight(spec: EncoderSpec, window_size: int) -> tuple[Family, str]:
-    """DAG-time checks (reads small files only, imports no torch): (family, note)."""
-    from .loading import check_remote_code
+def preflight(spec: EncoderSpec, window_size: int, masked_lm: bool = False) -> tuple[Family, str]:
+    """DAG-time checks (reads small files only, imports no torch): (family, note).
+    `masked_lm`: the run also pretrains the model as a masked LM."""
+    from .loading import check_remote_code, native_form
 
     if spec.strands not in STRANDS:
         raise InputError(f"encoder.strands is {spec.strands!r}", fix="use single or both")
     folder = ModelFolder.open(spec.model, spec.revision)
     check_remote_code(folder, spec.trust_remote_code)
+    form = native_form(folder)
+    if masked_lm and form is not None and not form.has_lm_head:
+        raise InputError(f"{form.published_as} is not a masked language model (its checkpoint has no masked-LM "
+                         "head), so pretrain cannot train it", path=folder.path / "config.json",
+                         fix="set pretrain.activate: false (fine-tuning and embedding work as they are)")
     family = family_for(folder, spec.family)
     note = window_fit(window_size, family.window_limits(), folder.positions, family.tokenizer_name,
                       folder.path / "config.json")
@@ -160,10 +167,11 @@ class Encoder:
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
              masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
-        from .loading import load_model, takes_attention_mask, torch_dtype
+        from .loading import describe_load, load_model, takes_attention_mask, torch_dtype
 
         family, _ = preflight(spec, window_size)
         folder = family.folder
+        print(describe_load(folder, spec.trust_remote_code), file=sys.stderr)  # the job's log: which code runs
         tokenizer = family.tokenizer(spec.trust_remote_code)
         dtype = torch_dtype(spec.precision, device)
         model = load_model(folder, trust_remote_code=spec.trust_remote_code, dtype=dtype, masked_lm=masked_lm)

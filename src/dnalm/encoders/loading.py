@@ -1,15 +1,24 @@
-"""Loading a model folder into torch through transformers' Auto classes, offline,
-with the checks that keep a wrong load from passing silently."""
+"""Loading a model folder into torch, offline, with the checks that keep a wrong
+load from passing silently.
+
+Two paths, chosen from config.json alone (`plan_load`, also at DAG time):
+- a published architecture this project implements (`native`: DNABERT-2, NT v2,
+  GENA-LM, HyenaDNA) is built by its port from the hub's own weights; no code from
+  the folder runs, whether or not `trust_remote_code` is set;
+- anything else goes through transformers' Auto classes (stock classes, or the
+  folder's own code when the user allows it).
+"""
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
 
 from ..errors import InputError
 from .base import ModelFolder
 
-REMOTE_CODE_MODELS = "DNABERT-2, Nucleotide Transformer v2, GENA-LM, HyenaDNA, Caduceus"
+REMOTE_CODE_MODELS = "Caduceus"  # the published families that still need their own code (the rest are native)
 # Weights a base encoder may lack without being wrong: BERT's pooler (unused here).
 _OPTIONAL = ("pooler.",)
 # Masked-LM heads a base checkpoint (e.g. one saved by fine-tuning) does not carry.
@@ -18,10 +27,67 @@ _MLM_HEADS = ("cls.predictions", "lm_head", "cls.", "mlm_head")
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def native_form(folder: ModelFolder):
+    """The native port that serves this folder (a `native.Form`), or None."""
+    from .native import check_supported, form_for
+
+    form = form_for(folder.config)
+    if form is not None:
+        check_supported(form, folder.config, folder.path / "config.json")
+    return form
+
+
+def describe_load(folder: ModelFolder, trust_remote_code: bool) -> str:
+    """One line for the job's log: which implementation runs this model."""
+    form = native_form(folder)
+    if form is not None:
+        ran = " (trust_remote_code is set, but no code from the folder runs)" if trust_remote_code else ""
+        return f"model: native {form.name} implementation of {form.published_as}{ran}"
+    if folder.remote_code and trust_remote_code:
+        return "model: the folder's own code (trust_remote_code)"
+    return "model: transformers' built-in classes"
+
+
+# transformers 4 APIs that transformers 5 removed, and that published model code still uses:
+# code that needs one fails at import or first call, so it is refused before any job.
+_REMOVED_APIS = ("find_pruneable_heads_and_indices", "get_extended_attention_mask", "get_head_mask",
+                 "prune_linear_layer", "apply_chunking_to_forward", "init_weights")
+
+
+def removed_apis(folder: ModelFolder) -> list[tuple[str, str]]:
+    """(file, API) for each removed transformers API the folder's shipped code uses."""
+    found = []
+    for path in sorted(folder.path.glob("*.py")):
+        text = path.read_text(errors="replace")
+        found += [(path.name, api) for api in _REMOVED_APIS if re.search(rf"\b{api}\b", text)]
+    return found
+
+
+def check_caduceus(folder: ModelFolder) -> None:
+    """Caduceus runs only on CUDA with mamba_ssm (its selective scan is a CUDA extension and its
+    RMSNorm a Triton kernel): refuse it where that is not installed, naming what to install."""
+    import importlib.util
+
+    if folder.model_type != "caduceus":
+        return
+    missing = [m for m in ("mamba_ssm", "triton") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(
+            f"Caduceus needs {' and '.join(missing)} (a CUDA build: its selective scan is a CUDA extension and its "
+            "RMSNorm a Triton kernel), which this environment does not have, so it cannot run here (on a CPU it "
+            "cannot run at all)", path=folder.path,
+            fix="run on a GPU node whose environment has them: `pip install mamba-ssm causal-conv1d` where nvcc and "
+                "CUDA are installed (they build from source), then set encoder.trust_remote_code: true")
+
+
 def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
-    """Refuse a folder that ships its own code unless the user asked to run it."""
+    """Refuse a folder that ships its own code unless the user asked to run it, or a
+    native port serves it; refuse code that needs what this environment lacks."""
     code = folder.remote_code
-    if code and not trust_remote_code:
+    if not code or native_form(folder) is not None:
+        return
+    check_caduceus(folder)
+    if not trust_remote_code:
         shipped = "; ".join(f"{k} -> {v}" for k, v in sorted(code.items()))
         raise InputError(
             f"the model folder ships its own Python code ({shipped}), which runs only with trust_remote_code; "
@@ -29,6 +95,16 @@ def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
             path=folder.path,
             fix=f"read the code in that folder, then set encoder.trust_remote_code: true (models that need it: "
                 f"{REMOTE_CODE_MODELS})")
+    removed = removed_apis(folder)
+    if removed:
+        from importlib.metadata import version
+
+        uses = "; ".join(f"{name} uses {api}" for name, api in removed[:4])
+        raise InputError(
+            f"the model's own code needs transformers 4 APIs that transformers {version('transformers')} (this "
+            f"environment) no longer has: {uses}", path=folder.path,
+            fix="ask the model's authors for code that runs on transformers 5, or open an issue for a native "
+                "implementation of this architecture in dnalm")
 
 
 def torch_dtype(precision: str, device: str):
@@ -43,7 +119,12 @@ def torch_dtype(precision: str, device: str):
 
 def load_model(folder: ModelFolder, *, trust_remote_code: bool, dtype, masked_lm: bool = False):
     """The folder's model (base encoder, or with its masked-LM head), refusing a load
-    that would leave encoder weights newly initialised (e.g. DNABERT-2 without its code)."""
+    that would leave encoder weights newly initialised (e.g. a stock BERT built from a
+    checkpoint of another architecture)."""
+    if native_form(folder) is not None:
+        from . import native
+
+        return native.load(folder.path, masked_lm=masked_lm, dtype=dtype)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
     from transformers import AutoModel, AutoModelForMaskedLM
@@ -79,6 +160,9 @@ def load_model(folder: ModelFolder, *, trust_remote_code: bool, dtype, masked_lm
 
 def takes_attention_mask(model) -> bool:
     """HyenaDNA-style models have no attention mask: their batches must not be padded."""
+    declared = getattr(model, "takes_attention_mask", None)  # native ports say so
+    if isinstance(declared, bool):
+        return declared
     try:
         return "attention_mask" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -95,7 +179,25 @@ def save_model_folder(model, source: ModelFolder, out_dir, marker: str, about: d
     from ..io import atomic_dir
 
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if getattr(model, "port", None):  # a native port: the hub's layout, names and config
+            from . import native
+
+            native.save(model, source.path, tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         for path in source.tokenizer_files() + sorted(source.path.glob("*.py")):
             shutil.copy(path, tmp / path.name)
         (tmp / marker).write_text(json.dumps(about, indent=2, sort_keys=True) + "\n")
+
+
+def hidden_of(out):
+    """(batch, tokens, hidden) last hidden states of any model's output: a native port's or
+    a base model's `last_hidden_state`, a masked-LM output's `hidden_states[-1]` (run with
+    output_hidden_states), or a plain tuple's first element."""
+    last = getattr(out, "last_hidden_state", None)
+    if last is not None:
+        return last
+    states = getattr(out, "hidden_states", None)
+    if states:
+        return states[-1]
+    return out[0]
