@@ -95,8 +95,8 @@ def load(folder, *, masked_lm: bool = False, dtype=None):
                          fix="load it through transformers instead")
     check_supported(form, config, folder / "config.json")
     port = port_for(config)
-    if masked_lm and not port.has_lm_head:
-        raise InputError(f"{port.published_as} has no masked-LM head, so it cannot be pretrained as a masked LM",
+    if masked_lm and not form.has_lm_head:
+        raise InputError(f"{form.published_as} has no masked-LM head, so it cannot be pretrained as a masked LM",
                          path=folder, fix="turn pretraining off (pretrain.activate: false) for this model")
     state = _read_weights(state_dict_files(folder))
     model = port(config, masked_lm=masked_lm)
@@ -114,7 +114,7 @@ def load(folder, *, masked_lm: bool = False, dtype=None):
                and expected[k].data_ptr() not in loaded]  # an alias of a loaded tensor is loaded
     if missing:
         raise InputError(
-            f"{len(missing)} weight(s) of {port.published_as} are not in the checkpoint and would be random "
+            f"{len(missing)} weight(s) of {form.published_as} are not in the checkpoint and would be random "
             f"(e.g. {', '.join(missing[:3])})", path=folder,
             fix="the folder holds another architecture's weights, or an incomplete download: download the "
                 "weight files again")
@@ -125,19 +125,21 @@ def load(folder, *, masked_lm: bool = False, dtype=None):
 
 def save(model, source: Path, out_dir: Path) -> None:
     """Write a port's weights as a hub-layout folder into `out_dir` (which exists):
-    model.safetensors under the published names, each shared storage once (the first
-    name in the module's own order; the port re-ties the rest when loading), and the
-    source folder's config.json."""
+    model.safetensors under every published name, and the source folder's config.json.
+
+    A tensor the model shares under two names (a decoder tied to the embeddings, one
+    module reused) is written under both, as a copy: safetensors refuses shared storage,
+    and the published code needs every name (transformers 4 unties, for example, a BERT
+    decoder bias left out of the file and would leave it zero)."""
     import shutil
 
     from safetensors.torch import save_file
 
     tensors, seen = {}, set()
     for name, tensor in model.state_dict().items():
-        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
-        if key in seen:
-            continue
+        tensor = tensor.detach().cpu()
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        tensors[name] = tensor.clone().contiguous() if key in seen else tensor.contiguous()
         seen.add(key)
-        tensors[name] = tensor.detach().contiguous().cpu()
     save_file(tensors, str(Path(out_dir) / "model.safetensors"), metadata={"format": "pt"})
     shutil.copy(Path(source) / "config.json", Path(out_dir) / "config.json")

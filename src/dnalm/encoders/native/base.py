@@ -38,15 +38,13 @@ class NativeOutput:
 
 
 class NativeModel(nn.Module):
-    """Base class of every port. Subclasses set the class attributes and implement
-    `matches`, `__init__(config, masked_lm)`, `encode` and (masked-LM ports) `lm_logits`."""
+    """Base class of every port. A subclass sets `port` (its name in `forms.FORMS`, which
+    recognises its config.json without torch) and the state-dict prefixes, and implements
+    `__init__(config, masked_lm)`, `hidden_size`, `encode` and (masked-LM ports) `lm_logits`."""
 
-    port: ClassVar[str]  # short name recorded in logs and provenance, e.g. "dnabert2"
-    published_as: ClassVar[str]  # what users know it by, e.g. "zhihan1996/DNABERT-2-117M"
-    takes_attention_mask: ClassVar[bool] = True
-    has_lm_head: ClassVar[bool] = True  # whether the published checkpoint carries a masked-LM head
-    lm_head_prefixes: ClassVar[tuple[str, ...]] = ()  # state-dict prefixes of that head
-    optional_prefixes: ClassVar[tuple[str, ...]] = ()  # weights a checkpoint may lack (unused pooler)
+    port: ClassVar[str]  # its Form's name, e.g. "dnabert2"
+    lm_head_prefixes: ClassVar[tuple[str, ...]] = ()  # state-dict prefixes of the LM head
+    optional_prefixes: ClassVar[tuple[str, ...]] = ()  # entries a checkpoint may lack (unused pooler, buffers)
 
     def __init__(self, config: dict, masked_lm: bool = False):
         super().__init__()
@@ -54,15 +52,29 @@ class NativeModel(nn.Module):
         self.masked_lm = masked_lm
         self.gradient_checkpointing = False
 
-    # --- recognising the architecture (config.json only) --------------------------
+    # --- what forms.py knows of the port (one place, read without torch at DAG time) --
+    @classmethod
+    def form(cls):
+        from .forms import FORMS
+
+        return next(f for f in FORMS if f.name == cls.port)
+
     @classmethod
     def matches(cls, config: dict) -> bool:
-        raise NotImplementedError
+        return cls.form().matches(config)
 
     @classmethod
     def unsupported(cls, config: dict) -> str | None:
         """Why this port cannot run a matching config (a variant it does not implement), or None."""
-        return None
+        return cls.form().unsupported(config)
+
+    @property
+    def published_as(self) -> str:
+        return self.form().published_as
+
+    @property
+    def takes_attention_mask(self) -> bool:
+        return self.form().takes_attention_mask
 
     # --- running -------------------------------------------------------------------
     @property

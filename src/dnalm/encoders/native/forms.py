@@ -41,7 +41,25 @@ class Form:
 
 
 def _dnabert2(config: dict) -> bool:
-    return config.get("model_type") == "bert" and "bert_layers" in _auto_map_modules(config)
+    """Its auto_map names `bert_layers`. The hub's current config.json has no `model_type` at
+    all (removed 2024-02-22); earlier revisions say "bert"."""
+    return config.get("model_type") in (None, "", "bert") and "bert_layers" in _auto_map_modules(config)
+
+
+# Read without a default by DNABERT-2's published code: it fails without them, so does the port.
+DNABERT2_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "hidden_act", "hidden_dropout_prob", "layer_norm_eps", "type_vocab_size")
+
+
+def _dnabert2_unsupported(config: dict) -> str | None:
+    missing = [k for k in DNABERT2_REQUIRED if k not in config]
+    if missing:
+        return f"config.json lacks {', '.join(missing)}, which the published code reads without a default"
+    if config["hidden_act"] != "gelu":
+        return f"hidden_act {config['hidden_act']!r}: only 'gelu', as published, is implemented"
+    if config["hidden_size"] % config["num_attention_heads"]:
+        return "hidden_size is not a multiple of num_attention_heads"
+    return None
 
 
 def _nt_v2(config: dict) -> bool:
@@ -52,11 +70,37 @@ def _gena_lm(config: dict) -> bool:
     return config.get("model_type") == "bert" and "modeling_bert" in _auto_map_modules(config)
 
 
+# transformers 4's BertConfig defaults, and the GENA code's own: hub configs omit keys at these.
+GENA_DEFAULTS = {
+    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
+    "pre_layer_norm": False,  # modeling_bert.py: getattr(config, 'pre_layer_norm', False)
+    "tie_word_embeddings": True, "is_decoder": False,
+}
+
+
+def gena_setting(config: dict, key: str):
+    return config.get(key, GENA_DEFAULTS[key])
+
+
 def _gena_lm_unsupported(config: dict) -> str | None:
-    if config.get("sparse_config") or config.get("attention_type") not in (None, "dense", "original_full"):
-        return "sparse (BigBird / DeepSpeed) attention is not implemented; the dense GENA-LM BERTs are"
-    if not config.get("pre_layer_norm", False):
-        return "this port implements the pre-LayerNorm GENA-LM BERTs (pre_layer_norm: true)"
+    get = lambda key: gena_setting(config, key)  # noqa: E731
+    if config.get("sparse_config_cls") or "sparse_attention" in config:
+        return ("sparse attention (DeepSpeed BigBird sparse ops, `sparse_config_cls` / `sparse_attention`, "
+                "as in gena-lm-bigbird-base-sparse*) is not implemented; the dense GENA-LM BERTs are")
+    if get("position_embedding_type") != "absolute":
+        return (f"position_embedding_type {get('position_embedding_type')!r} is not implemented; "
+                "the published dense GENA-LM BERTs use absolute positions")
+    if not get("pre_layer_norm"):
+        return "post-LayerNorm (pre_layer_norm: false) is not a published GENA-LM BERT form; pre_layer_norm: true is"
+    if get("hidden_act") != "gelu":
+        return f"hidden_act {get('hidden_act')!r} is not implemented; the published GENA-LM BERTs use gelu"
+    if get("is_decoder") or config.get("add_cross_attention"):
+        return "the decoder form (is_decoder / add_cross_attention) is not implemented; GENA-LM is an encoder"
+    if not get("tie_word_embeddings"):
+        return "an untied decoder (tie_word_embeddings: false) is not a published GENA-LM form"
     return None
 
 
@@ -65,7 +109,7 @@ def _hyenadna(config: dict) -> bool:
 
 
 FORMS: tuple[Form, ...] = (
-    Form("dnabert2", "dnabert2", "DNABERT-2 (zhihan1996/DNABERT-2-117M)", _dnabert2),
+    Form("dnabert2", "dnabert2", "DNABERT-2 (zhihan1996/DNABERT-2-117M)", _dnabert2, _dnabert2_unsupported),
     Form("nt_v2", "nt_v2", "Nucleotide Transformer v2 (InstaDeepAI/nucleotide-transformer-v2-*)", _nt_v2),
     Form("gena_lm", "gena_lm", "GENA-LM (AIRI-Institute/gena-lm-bert-*)", _gena_lm, _gena_lm_unsupported),
     Form("hyenadna", "hyenadna", "HyenaDNA (LongSafari/hyenadna-*-hf)", _hyenadna, has_lm_head=False,
