@@ -303,3 +303,20 @@ def test_loaded_identity_names_family_tokenizer_and_hashes(tiny_models):
     assert identity["strands"] == "both" and identity["window_size"] == 600 and identity["hidden_size"] == 32
     assert identity["model_sha256"].startswith("sha256:") and identity["tokenizer_sha256"].startswith("sha256:")
     assert identity["precision"] == "float32" and encoder.capacity == 510
+
+
+def test_one_accessor_reads_hidden_states_from_every_output_form():
+    """Plain tuples (DNABERT-2's published forward), base-model outputs, masked-LM outputs
+    run with output_hidden_states (NT v2's published way) and native outputs."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
+
+    from dnalm.encoders.loading import hidden_of
+    from dnalm.encoders.native.base import NativeOutput
+
+    last = torch.randn(2, 5, 8)
+    earlier = torch.randn(2, 5, 8)
+    assert hidden_of((last, torch.randn(2, 8))) is last
+    assert hidden_of(BaseModelOutput(last_hidden_state=last)) is last
+    assert hidden_of(MaskedLMOutput(logits=torch.randn(2, 5, 30), hidden_states=(earlier, last))) is last
+    assert hidden_of(NativeOutput(last)) is last
