@@ -14,8 +14,10 @@ vocabulary:
   strands).
 
 Families, one module each: dnabert (overlapping k-mers), nucleotide_transformer
-(non-overlapping k-mers), hf_tokenizer (byte-pair or per-base, through the folder's
-own tokenizer). The family is detected from the folder or set by `encoder.family`.
+(non-overlapping k-mers), character (HyenaDNA's and Caduceus's character tokenizers,
+which are custom code, reproduced natively), hf_tokenizer (byte-pair or per-base,
+through the folder's own tokenizer). Models whose published code breaks under
+transformers 5 run through native ports (`native`). The family is detected from the folder or set by `encoder.family`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .character import Character
 from .base import HIDDEN_KEYS, Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
 from .dnabert import Dnabert
 from .hf_tokenizer import HfTokenizer
@@ -32,7 +35,7 @@ from .nucleotide_transformer import NucleotideTransformer
 from .tiny import TINY_FAMILIES, build_tiny_encoder, tiny_identity, tiny_positions, tiny_window_limits
 
 # Detection order: the most specific vocabulary first, the generic tokenizer last.
-FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Dnabert, NucleotideTransformer, HfTokenizer)}
+FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Dnabert, NucleotideTransformer, Character, HfTokenizer)}
 STRANDS = ("single", "both")
 
 __all__ = ["FAMILIES", "STRANDS", "Encoder", "EncoderIdentity", "EncoderSpec", "Family", "ModelFolder", "Ragged",

@@ -108,11 +108,43 @@ def _hyenadna(config: dict) -> bool:
     return config.get("model_type") == "hyenadna"
 
 
+# configuration_hyena.HyenaConfig's defaults (a hub config.json omits keys at their defaults).
+HYENA_DEFAULTS = {
+    "vocab_size": 12, "d_model": 256, "d_inner": None, "use_bias": True, "train_freq": True, "max_seq_len": 1024,
+    "emb_dim": 3, "n_layer": 12, "num_inner_mlps": 2, "hyena_order": 2, "short_filter_order": 3,
+    "filter_order": 64, "activation_freq": 1, "embed_dropout": 0.1, "hyena_dropout": 0.0,
+    "hyena_filter_dropout": 0.0, "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
+    "pad_vocab_size_multiple": 8, "tie_word_embeddings": True,  # transformers 4 PretrainedConfig's default
+}
+
+
+def hyena_setting(config: dict, key: str):
+    value = config.get(key, HYENA_DEFAULTS[key])
+    if key == "d_inner" and value is None:
+        return 4 * hyena_setting(config, "d_model")
+    return value
+
+
+def _hyenadna_unsupported(config: dict) -> str | None:
+    """A HyenaDNA config variant the published code does not run either (or runs differently)."""
+    if hyena_setting(config, "hyena_order") != 2:
+        return "only hyena_order 2 is implemented (the published filter builds order 2 only)"
+    if hyena_setting(config, "short_filter_order") != 3:
+        return "only short_filter_order 3 is implemented (the published conv padding is causal only for 3)"
+    if not hyena_setting(config, "train_freq"):
+        return "train_freq false (a fixed Sin frequency outside the state dict) is not implemented"
+    emb = hyena_setting(config, "emb_dim")
+    if emb < 3 or emb % 2 == 0:
+        return "emb_dim must be odd and at least 3 (time, cosine and sine bands)"
+    return None
+
+
 FORMS: tuple[Form, ...] = (
     Form("dnabert2", "dnabert2", "DNABERT-2 (zhihan1996/DNABERT-2-117M)", _dnabert2, _dnabert2_unsupported),
     Form("nt_v2", "nt_v2", "Nucleotide Transformer v2 (InstaDeepAI/nucleotide-transformer-v2-*)", _nt_v2),
     Form("gena_lm", "gena_lm", "GENA-LM (AIRI-Institute/gena-lm-bert-*)", _gena_lm, _gena_lm_unsupported),
-    Form("hyenadna", "hyenadna", "HyenaDNA (LongSafari/hyenadna-*-hf)", _hyenadna, has_lm_head=False,
+    Form("hyenadna", "hyenadna", "HyenaDNA (LongSafari/hyenadna-*-hf)", _hyenadna, _hyenadna_unsupported,
+         has_lm_head=False,  # its head predicts the next base, not masked ones
          takes_attention_mask=False),
 )
 
