@@ -63,7 +63,44 @@ def _dnabert2_unsupported(config: dict) -> str | None:
 
 
 def _nt_v2(config: dict) -> bool:
+    """The hub's own ESM fork: model_type esm and an auto_map into modeling_esm.py (a stock
+    ESM config, NT v1's included, has no auto_map and loads through transformers)."""
     return config.get("model_type") == "esm" and "modeling_esm" in _auto_map_modules(config)
+
+
+# esm_config.EsmConfig's defaults (transformers' EsmConfig plus the hub's add_bias_fnn);
+# hub configs omit keys at these values. tie_word_embeddings is PretrainedConfig's.
+NT_V2_DEFAULTS = {
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 1026,
+    "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "emb_layer_norm_before": None,
+    "token_dropout": False, "is_folding_model": False, "add_bias_fnn": True, "tie_word_embeddings": True,
+    "vocab_size": None, "pad_token_id": None, "mask_token_id": None, "is_decoder": False,
+    "add_cross_attention": False,
+}
+
+
+def nt_v2_settings(config: dict) -> dict:
+    return {key: config.get(key, default) for key, default in NT_V2_DEFAULTS.items()}
+
+
+def _nt_v2_unsupported(config: dict) -> str | None:
+    s = nt_v2_settings(config)
+    if s["position_embedding_type"] != "rotary":
+        return (f"position_embedding_type {s['position_embedding_type']!r}: only the rotary form of the "
+                "v2 checkpoints is implemented")
+    if s["is_folding_model"]:
+        return "ESMFold (is_folding_model) is not implemented"
+    if s["is_decoder"] or s["add_cross_attention"]:
+        return "the decoder / cross-attention form of ESM is not implemented"
+    for key in ("vocab_size", "pad_token_id"):
+        if s[key] is None:
+            return f"config.json lacks {key}, which the published code needs"
+    if s["token_dropout"] and s["mask_token_id"] is None:
+        return "token_dropout is on but config.json lacks mask_token_id"
+    if s["hidden_size"] % s["num_attention_heads"] or (s["hidden_size"] // s["num_attention_heads"]) % 2:
+        return "the attention head width (hidden_size / num_attention_heads) must be a whole, even number"
+    return None
 
 
 def _gena_lm(config: dict) -> bool:
@@ -141,7 +178,8 @@ def _hyenadna_unsupported(config: dict) -> str | None:
 
 FORMS: tuple[Form, ...] = (
     Form("dnabert2", "dnabert2", "DNABERT-2 (zhihan1996/DNABERT-2-117M)", _dnabert2, _dnabert2_unsupported),
-    Form("nt_v2", "nt_v2", "Nucleotide Transformer v2 (InstaDeepAI/nucleotide-transformer-v2-*)", _nt_v2),
+    Form("nt_v2", "nt_v2", "Nucleotide Transformer v2 (InstaDeepAI/nucleotide-transformer-v2-*)", _nt_v2,
+         _nt_v2_unsupported),
     Form("gena_lm", "gena_lm", "GENA-LM (AIRI-Institute/gena-lm-bert-*)", _gena_lm, _gena_lm_unsupported),
     Form("hyenadna", "hyenadna", "HyenaDNA (LongSafari/hyenadna-*-hf)", _hyenadna, _hyenadna_unsupported,
          has_lm_head=False,  # its head predicts the next base, not masked ones
