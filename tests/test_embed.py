@@ -170,3 +170,28 @@ def test_auto_precision_is_fp32_on_cpu_and_device_falls_back(tiny_models):
     assert pick_device("auto") in ("cpu", "cuda")
     encoder = Encoder.load(EncoderSpec(str(tiny_models["dnabert"])), 512, 256, "cpu")
     assert encoder.identity.precision == "float32"
+
+
+@pytest.fixture(scope="module")
+def hub_layout_models(tmp_path_factory) -> dict:
+    """One tiny folder in each native port's hub layout (stand-ins raise if their code runs)."""
+    from dnalm.encoders.native import dnabert2, gena_lm, hyenadna, nt_v2
+
+    root = tmp_path_factory.mktemp("hub_layout")
+    return {name: module.build_tiny_hub_folder(root / name, positions=1024 if name == "hyenadna" else 512)
+            for name, module in (("dnabert2", dnabert2), ("nt_v2", nt_v2), ("gena_lm", gena_lm),
+                                 ("hyenadna", hyenadna))}
+
+
+@pytest.mark.parametrize("port", ["dnabert2", "nt_v2", "gena_lm", "hyenadna"])
+def test_native_ports_give_a_window_the_same_vector_whatever_its_batch(hub_layout_models, phix, port):
+    """Padded batches (masked attention) and, for HyenaDNA, which takes no mask and pads on
+    the left as published, groups of equal length: a window's vector is the one it gets alone."""
+    encoder = Encoder.load(EncoderSpec(str(hub_layout_models[port])), 512, 256)
+    assert encoder.takes_attention_mask == (port != "hyenadna")
+    seqs = mixed(phix)
+    want_summary, want_mean = direct(encoder, seqs)
+    for budget in (600, 8192):
+        got = Embedder(encoder, EngineSettings(tokens_per_batch=budget)).embed(seqs)
+        assert np.allclose(got.summary, want_summary, atol=2e-5), (port, budget)
+        assert np.allclose(got.mean, want_mean, atol=2e-5), (port, budget)

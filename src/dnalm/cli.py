@@ -22,6 +22,7 @@ def _provenance(args) -> None:
 
 def _check_model(args) -> None:
     from .encoders import Encoder, EncoderSpec, preflight
+    from .encoders.loading import describe_load
 
     spec = EncoderSpec(args.model, revision=args.revision, family=args.family,
                        trust_remote_code=args.trust_remote_code)
@@ -32,9 +33,10 @@ def _check_model(args) -> None:
           f"  hidden size {folder.hidden_size}, {folder.positions} positions; windows up to {most} bp fit"
           + (f" ({always} bp always in one pass)" if always != most else "")
           + f"; {args.window} bp windows fit")
+    print(f"  {describe_load(folder, args.trust_remote_code)}")
     if note:
         print(f"  {note}")
-    if args.load:  # tokenizer and weights through transformers, as a job would
+    if args.load:  # tokenizer and weights, as a job loads them
         encoder = Encoder.load(spec, args.window, args.window, "cpu")
         batch = encoder.tokenizer.encode(["ACGT" * (args.window // 4)])
         print(f"  loaded {type(encoder.model).__name__}: {int(batch.content_mask.sum())} content tokens for a "
