@@ -85,8 +85,6 @@ def load(folder, *, masked_lm: bool = False, dtype=None):
 
     Refused: a weight the checkpoint lacks (other than an unused pooler, the LM head of a
     base load, or an alias of a tied tensor that was loaded), or a shape that differs."""
-    import torch
-
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     form = form_for(config)

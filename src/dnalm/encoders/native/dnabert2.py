@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import NativeModel
+from .hub_layout import randomise, write_stand_ins
 
 # What the published config class defaults (hub configuration_bert.BertConfig).
 DEFAULTS = {"alibi_starting_size": 512, "attention_probs_dropout_prob": 0.0}
@@ -308,14 +309,8 @@ def build_tiny_hub_folder(out_dir, *, hidden: int = 32, layers: int = 2, heads: 
     tokenizer = _train_tokenizer(vocab_size, Path(train_fasta))
     config = hub_config(vocab_size=tokenizer.get_vocab_size(), hidden=hidden, layers=layers, heads=heads,
                         positions=positions)
-    torch.manual_seed(seed)
     model = Dnabert2(config, masked_lm=True)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or "layernorm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p) if name.endswith("weight") else 0.02 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.02)
+    randomise(model, seed)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
     with atomic_dir(out_dir) as tmp:
@@ -326,8 +321,7 @@ def build_tiny_hub_folder(out_dir, *, hidden: int = 32, layers: int = 2, heads: 
         (tmp / "tokenizer_config.json").write_text(json.dumps(
             {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]", "cls_token": "[CLS]",
              "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]"}))
-        for name in HUB_CODE:
-            (tmp / name).write_text('raise RuntimeError("dnalm test folder: the model\'s own code was executed")\n')
+        write_stand_ins(tmp, HUB_CODE)
         if weights == "bin":  # the hub's own form: a torch pickle with the tied decoder saved under both names
             torch.save(state, tmp / "pytorch_model.bin")
         elif weights == "safetensors":  # one name per storage, as safetensors requires

@@ -44,8 +44,8 @@ from torch import nn
 
 from . import forms
 from .base import NativeModel
+from .hub_layout import write_stand_ins
 
-STAND_IN = 'raise RuntimeError("dnalm test folder: the model\'s own code was executed")\n'
 SHIPPED_CODE = ("configuration_hyena.py", "modeling_hyena.py", "tokenization_hyena.py")
 
 setting = forms.hyena_setting
@@ -313,6 +313,5 @@ def build_tiny_hub_folder(out_dir, *, hidden: int = 32, layers: int = 2, heads: 
             save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         for name, text in hub_tokenizer_files(positions).items():
             (tmp / name).write_text(text)
-        for name in SHIPPED_CODE:
-            (tmp / name).write_text(STAND_IN)
+        write_stand_ins(tmp, SHIPPED_CODE)
     return Path(out_dir)

@@ -30,6 +30,7 @@ from torch import nn
 
 from . import forms
 from .base import NativeModel
+from .hub_layout import randomise, write_stand_ins
 
 # ESM's token-dropout constant: the share of tokens masked in training (15% x 80% <mask>).
 MASK_RATIO_TRAIN = 0.15 * 0.8
@@ -312,14 +313,8 @@ def build_tiny_hub_folder(out_dir, *, hidden: int = 32, layers: int = 2, heads: 
         raise ValueError(f"weights must be 'safetensors' or 'bin', not {weights!r}")
     vocab = nt_vocab(6)
     config = hub_config(vocab_size=len(vocab), hidden=hidden, layers=layers, heads=heads, positions=positions)
-    torch.manual_seed(seed)
     model = NucleotideTransformerV2(config, masked_lm=True)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or "layer_norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p) if name.endswith("weight") else 0.02 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.02)
+    randomise(model, seed)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     specials = {"unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "cls_token": "<cls>",
                 "eos_token": None}
@@ -330,8 +325,7 @@ def build_tiny_hub_folder(out_dir, *, hidden: int = 32, layers: int = 2, heads: 
             {"tokenizer_class": "EsmTokenizer", "model_max_length": positions, **specials}, indent=2) + "\n")
         (tmp / "special_tokens_map.json").write_text(json.dumps(
             {k: v for k, v in specials.items() if v is not None}, indent=2) + "\n")
-        for name in HUB_CODE:
-            (tmp / name).write_text('raise RuntimeError("dnalm test folder: the model\'s own code was executed")\n')
+        write_stand_ins(tmp, HUB_CODE)
         if weights == "bin":
             torch.save(state, tmp / "pytorch_model.bin")
         else:
