@@ -29,7 +29,7 @@ from dnalm.encoders import (
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs, save_plan
 from dnalm.fasta import ensure_fasta_index, is_plain_gzip, reference_dir
-from dnalm.settings import check_hierarchical_shape
+from dnalm.settings import check_hierarchical_shape, check_lora_rank
 from dnalm.splits import check_training_classes
 from dnalm.windows import WindowSpec, plan_shards, shard_name
 from dnalm.workflow import check_run_folder, release_run_lock, take_run_lock
@@ -279,6 +279,10 @@ if PRETRAIN:
 EMBED_FILES, EMBED_HUB_ID = BASE_FILES, BASE_HUB_ID
 if FINETUNE:
     EMBED_FILES, EMBED_HUB_ID = [out("finetune/encoder")], ""
+    try:
+        check_lora_rank(config["finetune"]["lora"]["r"], STATIC_IDENTITY["hidden_size"])
+    except InputError as err:
+        raise WorkflowError(str(err))
 
 
 def learning_settings():

@@ -80,6 +80,8 @@ BAD = {
                               "dup.fa: record 3 repeats the name 'chr1' of record 1"),
     "duplicate contig, tiles": (lambda wd: {"input": {"mode": "tiles", "reference": _dup_reference(wd)}},
                                 "dup.fa: record 3 repeats the name 'chr1' of record 1"),
+    "LoRA rank above the hidden size": (lambda wd: {"finetune": {"activate": True, "lora": {"r": 100000}}},
+                                        "finetune.lora.r is 100000, above the encoder's hidden size (32)"),
     "outdir empty": (lambda wd: {"outdir": ""}, "outdir is '': every result path is '<outdir>/...'"),
     "outdir root": (lambda wd: {"outdir": "/"}, "outdir is '/'"),
     "logdir root": (lambda wd: {"logdir": "/"}, "logdir is '/'"),

@@ -37,7 +37,9 @@ def _overlay(folder, port: str) -> dict:
         # GENA-LM's model card says trust_remote_code: a user who sets it gets the same native path.
         "encoder": {"source": "pretrained", "model": str(folder), "trust_remote_code": port == "gena_lm"},
         "heads": {"train": ["mean"]},
-        "finetune": {"activate": True, "epochs": 1, "max_windows": 1, "gradient_checkpointing": True},
+        # LoRA (through peft, on a plain torch module) for one of them; full fine-tuning for the rest.
+        "finetune": {"activate": True, "epochs": 1, "max_windows": 1, "gradient_checkpointing": True,
+                     "lora": {"r": 4 if port == "hyenadna" else 0}},
         "pretrain": {"activate": HAS_LM_HEAD[port], "fasta": ["data/lambda_phage_NC_001416.1.fa.gz"],
                      "windows_per_epoch": 32, "batch_size": 8},
     }
@@ -73,6 +75,8 @@ def test_published_folder_runs_every_rule_natively(published_runs, port):
     for log in rules:
         text = workdir.path(f"logs/{log}").read_text()
         assert f"model: native {port} implementation" in text, log
+    if port == "hyenadna":
+        assert "LoRA rank 4" in workdir.path("logs/finetune/finetune.log").read_text()
     if port == "gena_lm":
         assert "trust_remote_code is set, but no code from the folder runs" in workdir.path(
             "logs/finetune/finetune.log").read_text()

@@ -18,6 +18,16 @@ def check_hierarchical_shape(d_model: int, attention_heads: int, key: str = "hea
                          fix="pick a number of attention heads that divides d_model (e.g. 4 for 128)")
 
 
+def check_lora_rank(rank: int, hidden_size: int | None) -> None:
+    """A LoRA rank above the encoder's hidden size adds no capacity, only memory (a rank of
+    100,000 on a hidden size of 128 builds half a billion weights): refuse it before any job."""
+    if hidden_size and rank > hidden_size:
+        raise InputError(f"finetune.lora.r is {rank}, above the encoder's hidden size ({hidden_size}): a rank "
+                         "above it adds weights and memory, not capacity",
+                         fix=f"set finetune.lora.r to at most {hidden_size} (8-64 is usual), or 0 to train "
+                             "every encoder weight")
+
+
 @dataclass(frozen=True)
 class HeadSettings:
     """What every learner of a run shares: the head's input and shape, and the splits."""
