@@ -320,3 +320,28 @@ def test_one_accessor_reads_hidden_states_from_every_output_form():
     assert hidden_of(BaseModelOutput(last_hidden_state=last)) is last
     assert hidden_of(MaskedLMOutput(logits=torch.randn(2, 5, 30), hidden_states=(earlier, last))) is last
     assert hidden_of(NativeOutput(last)) is last
+
+
+def test_generic_tokenizer_on_a_kmer_vocabulary_is_refused_naming_the_family(tiny_models):
+    """WordPiece over DNABERT's k-mer vocab reads a window as one [UNK]: every window would
+    get one vector. Refused before any job (preflight reads only the folder's files)."""
+    with pytest.raises(InputError, match="set encoder.family: dnabert"):
+        preflight(EncoderSpec(str(tiny_models["dnabert"]), family="hf_tokenizer"), 512)
+    with pytest.raises(InputError, match="set encoder.family: nucleotide_transformer"):
+        preflight(EncoderSpec(str(tiny_models["nucleotide_transformer"]), family="hf_tokenizer"), 512)
+
+
+def test_a_tokenizer_that_cannot_split_dna_is_refused(tmp_path):
+    """A word-level tokenizer with DNA words but no way to split a window: one [UNK] a window."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from dnalm.encoders.hf_tokenizer import AutoTokenizerWindows
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "ACGTAC", "GATTAC"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                 sep_token="[SEP]", mask_token="[MASK]")
+    with pytest.raises(InputError, match="cannot split DNA"):
+        AutoTokenizerWindows(hf, "byte-pair", per_base=False)

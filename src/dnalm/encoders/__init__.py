@@ -106,6 +106,14 @@ def family_for(folder: ModelFolder, requested: str = "auto") -> Family:
     if requested != "auto":
         if requested not in FAMILIES:
             raise InputError(f"encoder.family is {requested!r}", fix=f"use auto or one of {', '.join(FAMILIES)}")
+        fits = next((name for name, f in FAMILIES.items() if f.detect(folder)), None)
+        if requested == HfTokenizer.name and fits not in (None, HfTokenizer.name):
+            # The generic tokenizer would read a k-mer vocabulary as words: a whole window
+            # becomes one [UNK], and every window the same vector.
+            raise InputError(
+                f"encoder.family is hf_tokenizer, but the folder's vocabulary is a {fits} k-mer vocabulary, which "
+                "the folder's own tokenizer cannot split a window with (every window would be one unknown "
+                "token and get the same vector)", path=folder.path, fix=f"set encoder.family: {fits} (or auto)")
         return FAMILIES[requested](folder)
     for family in FAMILIES.values():
         if family.detect(folder):

@@ -79,6 +79,21 @@ class AutoTokenizerWindows(WindowTokenizer):
         self.vocab_size = len(hf)
         self._backend = getattr(hf, "backend_tokenizer", None) if getattr(hf, "is_fast", False) else None
         self.table = self._per_base_table() if per_base else None
+        self._check_splits_dna()
+
+    def _check_splits_dna(self) -> None:
+        """A tokenizer that cannot split DNA (a word-level vocabulary of k-mers read whole, say)
+        gives every window one token, or unknown tokens only: every window would get the
+        same vector. Refuse it, on a probe window, before any window is embedded."""
+        probe = (_PROBE[:4] + "GATTACA" + "TTGACA" + "CCGG") * 16  # 340 bp of plain bases
+        ids = self.content([probe])
+        unk = self.hf.unk_token_id
+        if len(ids.ids) <= 1 or (unk is not None and (ids.ids == unk).all()):
+            raise InputError(
+                f"the folder's tokenizer maps a {len(probe)} bp window to {len(ids.ids)} token(s)"
+                + (", all unknown" if len(ids.ids) > 1 else "") + ": it cannot split DNA, so every window "
+                "would get the same vector", path=self.hf.name_or_path,
+                fix="set encoder.family to the model's family (auto detects DNABERT and NT k-mer vocabularies)")
 
     def _per_base_table(self) -> np.ndarray | None:
         """Byte -> id, when it reproduces the tokenizer letter for letter; else None."""
