@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import shutil
 
@@ -278,14 +279,36 @@ def test_remote_code_that_needs_removed_transformers_apis_is_refused_before_any_
 
 
 def test_weights_that_would_be_newly_initialised_are_refused(tiny_models, tmp_path):
-    """A load that leaves encoder weights random (DNABERT-2 without its code) must not pass."""
+    """A load that leaves encoder weights random (DNABERT-2 without its code, once) must not pass."""
+    from safetensors.torch import load_file, save_file
+
     folder = tmp_path / "mismatch"
     shutil.copytree(tiny_models["dnabert"], folder)
     config = json.loads((folder / "config.json").read_text())
-    config["num_hidden_layers"] = 2  # the checkpoint holds one layer
+    config["num_hidden_layers"] = 2  # the checkpoint holds one layer: found from the file header, before any job
     (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="holds weights of 1 layer.*num_hidden_layers: 2"):
+        preflight(EncoderSpec(str(folder)), 512)
+    config["num_hidden_layers"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(folder / "model.safetensors")
+    del weights["bert.embeddings.LayerNorm.weight"]  # a weight outside the layers: found when loading
+    save_file(weights, folder / "model.safetensors")
     with pytest.raises(InputError, match="newly initialised"):
         Encoder.load(EncoderSpec(str(folder)), 512, 256)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_damaged_weight_files_are_refused_before_any_job(tiny_models, tmp_path, damage):
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_models["dnabert"], folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "random bytes": os.urandom(4096),
+                         "empty": b""}[damage])
+    with pytest.raises(InputError, match="download the model's weight files again") as err:
+        preflight(EncoderSpec(str(folder)), 512)
+    assert "trust_remote_code" not in str(err.value)
 
 
 def test_folder_without_any_tokenizer_is_one_clear_error(tiny_models, tmp_path):

@@ -152,6 +152,7 @@ def preflight(spec: EncoderSpec, window_size: int, masked_lm: bool = False) -> t
         raise InputError(f"encoder.strands is {spec.strands!r}", fix="use single or both")
     folder = ModelFolder.open(spec.model, spec.revision)
     check_remote_code(folder, spec.trust_remote_code)
+    folder.check_weights()
     form = native_form(folder)
     if masked_lm and form is not None and not form.has_lm_head:
         raise InputError(f"{form.published_as} is not a masked language model (its checkpoint has no masked-LM "

@@ -45,6 +45,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_seq_length", "seq_len", "n_ctx")
 # config keys that give the hidden size, in the order tried (BERT/ESM, HyenaDNA/Caduceus, GPT-2, DistilBERT).
 HIDDEN_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
+# config keys that give the number of layers, and where a weight name says its layer.
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|blocks)\.(\d+)\.")
 # Architectures whose absolute positions start after the padding id (RoBERTa, ESM):
 # max_position_embeddings counts pad_token_id + 1 slots that no token can use.
 _PADDING_OFFSET_TYPES = {"esm", "roberta", "xlm-roberta", "camembert"}
@@ -186,6 +189,48 @@ class ModelFolder:
     @cached_property
     def tokenizer_sha256(self) -> str:
         return _sha256_files(self.tokenizer_files())
+
+    def check_weights(self) -> None:
+        """Cheap checks of the weight files, without torch, for DAG time: each safetensors
+        file is whole (its header's JSON parses and its tensors end where the file does), a
+        .bin is a readable zip archive, and the checkpoint holds as many layers as config.json
+        says. A damaged download is found here, not in the first GPU job."""
+        import struct
+        import zipfile
+
+        layer_keys = [k for k in _LAYER_COUNT_KEYS if isinstance(self.config.get(k), int)]
+        seen_layers: set[int] = set()
+        names_known = False
+        for path in sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+            size = path.stat().st_size
+            fix = "the file is damaged or incomplete: download the model's weight files again"
+            if path.suffix == ".bin":
+                if not zipfile.is_zipfile(path):
+                    raise InputError("is not a readable PyTorch checkpoint (a zip archive); it is damaged, truncated "
+                                     "or of an old pickle format", path=path, fix=fix)
+                continue
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+                length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+                try:
+                    if not 0 < length <= size - 8:
+                        raise ValueError(f"header length {length}")
+                    header = json.loads(fh.read(length))
+                except (ValueError, UnicodeDecodeError) as err:
+                    raise InputError(f"is not a valid safetensors file ({err})", path=path, fix=fix) from None
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+            if 8 + length + max(ends, default=0) != size:
+                raise InputError(f"is truncated or damaged: its header lists {8 + length + max(ends, default=0)} "
+                                 f"bytes of tensors, the file has {size}", path=path, fix=fix)
+            names_known = True
+            seen_layers.update(int(m.group(1)) for m in map(_LAYER_INDEX.search, header) if m)
+        if names_known and layer_keys and seen_layers:
+            want = int(self.config[layer_keys[0]])
+            if len(seen_layers) < want:
+                raise InputError(f"the checkpoint holds weights of {len(seen_layers)} layer(s), but config.json "
+                                 f"says {layer_keys[0]}: {want}: the missing layers would be random",
+                                 path=self.path, fix="download the weight files again, or use the config.json "
+                                                     "that came with these weights")
 
     def weights_sha256(self) -> str:
         """A content hash of config and weights (reads every weight byte: call it in jobs, not per DAG)."""
