@@ -28,7 +28,7 @@ from dnalm.encoders import (
 )
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs, save_plan
-from dnalm.fasta import ensure_fasta_index, is_plain_gzip, reference_dir
+from dnalm.fasta import check_pretrain_lengths, ensure_fasta_index, is_plain_gzip, reference_dir
 from dnalm.settings import check_hierarchical_shape, check_lora_rank
 from dnalm.splits import check_training_classes
 from dnalm.windows import WindowSpec, plan_shards, shard_name
@@ -273,6 +273,11 @@ def _pretrain_fasta(source):
 PRETRAIN_FASTAS = [FASTA]
 if PRETRAIN and config["pretrain"]["fasta"]:
     PRETRAIN_FASTAS = [_pretrain_fasta(f) for f in config["pretrain"]["fasta"]]
+if PRETRAIN:
+    try:
+        check_pretrain_lengths(PRETRAIN_FASTAS, WINDOWS.size)
+    except InputError as err:
+        raise WorkflowError(str(err))
 BASE_FILES, BASE_HUB_ID = ENCODER_FILES, ENCODER_HUB_ID  # what pretrain starts from
 if PRETRAIN:
     BASE_FILES, BASE_HUB_ID = [out("pretrain/encoder")], ""  # what finetune starts from

@@ -67,7 +67,14 @@ def _plain_gzip_genome(wd: Workdir) -> dict:
     return {"pretrain": {"activate": True, "fasta": ["genome.fa.gz"]}}
 
 
+def _short_genome(wd: Workdir) -> dict:
+    write_fasta(wd.path("short.fa"), {"chr1": _phix()[:88]})
+    return {"pretrain": {"activate": True, "fasta": ["short.fa"]}}
+
+
 BAD = {
+    "pretrain FASTA shorter than a window": (_short_genome, "no record is at least one window (512 bp) long "
+                                                            "(the longest is 88 bp)"),
     "pretrain FASTA plain gzip": (_plain_gzip_genome,
                                   "genome.fa.gz: pretrain.fasta is compressed with plain gzip"),
     "pretrain FASTA missing": (lambda wd: {"pretrain": {"activate": True, "fasta": ["nowhere.fa"]}},

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pysam
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,6 +19,7 @@ from dnalm.baselines import C_GRID, gc_content, kmer_frequencies, run_baselines
 from dnalm.data import WindowSets
 from dnalm.encoders import Encoder, EncoderSpec, ModelFolder, family_for
 from dnalm.engine import Embedder
+from dnalm.errors import InputError
 from dnalm.extract import RegionSource, load_regions, read_regions, regions_to_arrow
 from dnalm.finetune import Finetuner
 from dnalm.heads import check_compatible, load_head, predict_proba
@@ -256,3 +258,22 @@ def test_baselines_use_the_heads_splits(labelled):
     # the same split a head or a fine-tuning uses (every sequence here has usable windows)
     regions = read_regions(labelled.regions)
     assert label_sequences(regions, np.ones(len(regions), bool), 0.15, 0, "x").counts() == metrics["sequences"]
+
+
+def test_pretraining_with_nothing_held_out_writes_null_not_zero(tiny_models, tmp_path):
+    settings = PretrainSettings(epochs=1, windows_per_epoch=8, batch_size=8, heldout_fraction=0.0)
+    lambda_fa = str(REPO / "data" / "lambda_phage_NC_001416.1.fa.gz")
+    trainer = Pretrainer(EncoderSpec(str(tiny_models["dnabert"])), [lambda_fa], 256, settings,
+                         str(tmp_path / "checkpoint"))
+    trainer.run()
+    heldout = trainer.save(str(tmp_path / "pretrained"))["heldout"]
+    assert heldout["windows"] == 0 and heldout["masked_tokens"] == 0
+    assert heldout["accuracy"] is None and heldout["loss"] is None and "not measured" in heldout["note"]
+
+
+def test_pretraining_on_an_all_n_genome_is_one_clear_error(tiny_models, tmp_path):
+    fasta = write_fasta(tmp_path / "masked.fa", {"chr1": "N" * 3000})
+    pysam.faidx(str(fasta))
+    with pytest.raises(InputError, match="nothing to pretrain on"):
+        Pretrainer(EncoderSpec(str(tiny_models["dnabert"])), [str(fasta)], 256, PretrainSettings(),
+                   str(tmp_path / "checkpoint"))

@@ -501,3 +501,13 @@ def plan_fasta(source: str, outdir: str | os.PathLike, scan: bool = False) -> tu
     read_path = ensure_fasta_index(path, folder)
     records = scan_fasta(path) if scan else read_fai(read_path)
     return FastaAccess(source, str(read_path)), records
+
+
+def check_pretrain_lengths(fastas: list[str], window_size: int) -> None:
+    """Pretraining cuts records into windows of `window_size`: refuse, from the indexes
+    alone (DAG time), FASTAs whose records are all shorter than one window."""
+    longest = max((length for fasta in fastas for length in read_fai(fasta).values()), default=0)
+    if longest < window_size:
+        raise InputError(f"no record is at least one window ({window_size} bp) long (the longest is {longest} bp), "
+                         "so pretraining has nothing to train on", path=", ".join(map(str, fastas)),
+                         fix="pretrain on a genome (pretrain.fasta), or use smaller windows (windows.size)")

@@ -41,6 +41,10 @@ _NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
 _TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))  # IUPAC codes and anything else read as N
 
 
+def _fmt(value: float | None) -> str:
+    return "not measured (no held-out window)" if value is None else f"{value:.4f}"
+
+
 class GenomeWindows:
     """Non-overlapping windows over the records of some FASTAs, fetched on demand."""
 
@@ -122,6 +126,11 @@ class Pretrainer:
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec), window_size], fastas))
         # Tokens to draw the 10 % random replacements from, and the frequency baseline.
         sample = self.windows.fetch(np.flatnonzero(~self.windows.heldout)[:2000], settings.max_n_fraction)
+        if not sample:
+            raise InputError(f"none of the first {min(2000, int((~self.windows.heldout).sum()))} training windows has "
+                             f"at most {settings.max_n_fraction:.0%} N, so there is nothing to pretrain on (is the "
+                             "FASTA all N, or hard-masked?)", path=", ".join(map(str, fastas)),
+                             fix="pretrain on an unmasked genome, or raise pretrain.max_n_fraction")
         ids = self.encoder.tokenizer.content(sample).ids
         values, counts = np.unique(ids, return_counts=True)
         self.pool, self.most_frequent = values, int(values[counts.argmax()])
@@ -175,8 +184,12 @@ class Pretrainer:
                 total["baseline"] += baseline
                 total["masked"] += masked
                 total["windows"] += len(sequences)
-        masked = max(total["masked"], 1)
-        return {"windows": total["windows"], "masked_tokens": total["masked"], "loss": total["loss"] / masked,
+        if not total["masked"]:  # nothing held out (heldout_fraction 0, or a small genome): nothing measured
+            return {"windows": total["windows"], "masked_tokens": 0, "loss": None, "accuracy": None,
+                    "baseline_accuracy": None,
+                    "note": "no held-out window (pretrain.heldout_fraction, or too small a genome): not measured"}
+        masked = total["masked"]
+        return {"windows": total["windows"], "masked_tokens": masked, "loss": total["loss"] / masked,
                 "accuracy": total["correct"] / masked, "baseline_accuracy": total["baseline"] / masked}
 
     def run(self) -> dict:
@@ -191,8 +204,8 @@ class Pretrainer:
             print(f"resuming from the checkpoint after epoch {state['epoch']}", file=self.log, flush=True)
         else:
             state = {"epoch": 0, "history": [], "before": self.heldout()}
-            print(f"held-out masked-token accuracy before: {state['before']['accuracy']:.4f} (most-frequent-token "
-                  f"baseline {state['before']['baseline_accuracy']:.4f})", file=self.log, flush=True)
+            print(f"held-out masked-token accuracy before: {_fmt(state['before']['accuracy'])} (most-frequent-token "
+                  f"baseline {_fmt(state['before']['baseline_accuracy'])})", file=self.log, flush=True)
         for epoch in range(state["epoch"] + 1, s.epochs + 1):
             started = time.perf_counter()
             self.model.train()
@@ -216,7 +229,7 @@ class Pretrainer:
             state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
             self.checkpoint.save(self.model, optimizer, state, best=False)
             print(f"epoch {epoch}: train loss {total / max(steps, 1):.4f}, held-out masked-token accuracy "
-                  f"{heldout['accuracy']:.4f} (baseline {heldout['baseline_accuracy']:.4f}), "
+                  f"{_fmt(heldout['accuracy'])} (baseline {_fmt(heldout['baseline_accuracy'])}), "
                   f"{time.perf_counter() - started:.0f} s", file=self.log, flush=True)
         self.state = state
         return state
@@ -232,7 +245,8 @@ class Pretrainer:
             "masking": {"fraction": self.settings.mask_fraction, "span_tokens": self.encoder.tokenizer.overlap + 1,
                         "scheme": "80% [MASK], 10% random token, 10% unchanged"},
             "heldout_before": self.state["before"],
-            "heldout": {k: last[k] for k in ("windows", "masked_tokens", "loss", "accuracy", "baseline_accuracy")},
+            "heldout": {k: last[k] for k in ("windows", "masked_tokens", "loss", "accuracy", "baseline_accuracy", "note")
+                        if k in last},
             "baseline": "always the most frequent token of the training windows",
             "history": self.state["history"],
         }
