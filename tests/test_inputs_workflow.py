@@ -91,6 +91,7 @@ BAD = {
                                         "finetune.lora.r is 100000, above the encoder's hidden size (32)"),
     "outdir empty": (lambda wd: {"outdir": ""}, "outdir is '': every result path is '<outdir>/...'"),
     "outdir root": (lambda wd: {"outdir": "/"}, "outdir is '/'"),
+    "outdir the working directory": (lambda wd: {"outdir": "."}, "outdir is '.', the working directory itself"),
     "logdir root": (lambda wd: {"logdir": "/"}, "logdir is '/'"),
     "labels 1 and 1.0": (lambda wd: {"input": {"mode": "bed", "bed": _number_labels(wd)}},
                          "labels '1' (numbers.bed:1) and '1.0' (numbers.bed:3) are the same number"),

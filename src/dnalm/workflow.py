@@ -146,4 +146,10 @@ def check_run_folder(value: str, key: str) -> str:
             f"{key} is {value!r}: every {'result' if key == 'outdir' else 'log'} path is '<{key}>/...', so "
             "they would all be written at the root of the filesystem",
             fix=f"set {key} to a folder of its own, e.g. {key}: {'results' if key == 'outdir' else 'logs'}")
+    if Path(str(value)) == Path("."):
+        # Results in the working directory itself mix with Snakemake's own files (.snakemake/,
+        # config/, the Snakefile's folder) and Snakemake warns about every path ('./...').
+        raise InputError(
+            f"{key} is {value!r}, the working directory itself: results would mix with config/, data/ and "
+            ".snakemake/", fix=f"set {key} to a folder of its own, e.g. {key}: {'results' if key == 'outdir' else 'logs'}")
     return str(value).rstrip("/")
