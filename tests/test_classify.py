@@ -4,11 +4,14 @@ shards, also where sequences straddle shards and where one spans many."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from conftest import Workdir
 from dnalm.classify import (classify, classify_jobs, classify_shard, classify_shards, closing_widths, gather,
@@ -278,3 +281,18 @@ def test_a_job_of_several_shards_reads_each_shard_once(long_run, tmp_path, monke
     monkeypatch.setattr(dnalm.classify, "read_embeddings", lambda ps, pooling: reads.append(ps) or real(ps, pooling))
     classify_shards(paths, len(paths), {str(head_dir): str(tmp_path / "all.parquet")}, 0.5, final=True)
     assert sorted(p for ps in reads for p in ps) == paths  # 4 shards, 3 of them carrying a sequence on
+
+
+@pytest.mark.workflow
+def test_changing_shards_per_job_leaves_no_stale_group_files(long_run, tmp_path):
+    """One job a shard wrote groups 0-3; two shards a job write groups 0-1, and 2-3 are gone."""
+    wd, head_dir = long_run
+    copy = Workdir.__new__(Workdir)
+    copy.root = tmp_path / "wd"
+    shutil.copytree(wd.root, copy.root, symlinks=True)
+    groups = copy.path("results/classify/pretrained/shards")
+    assert len(list(groups.glob("group_*.parquet"))) == 4
+    cfg = copy.write_config("two.yaml", {**yaml.safe_load(copy.path("long.yaml").read_text()),
+                                         "classify": {"pretrained_head": str(head_dir), "shards_per_job": 2}})
+    copy.snakemake(configs=[cfg])
+    assert sorted(p.name for p in groups.glob("group_*.parquet")) == ["group_00000.parquet", "group_00001.parquet"]

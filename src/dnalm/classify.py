@@ -370,7 +370,18 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
         stems = write_tracks(table, class_names, tracks_dir, chrom_sizes)
         print(f"tracks in {tracks_dir}: calls.bed, {', '.join(f'{s}.bedGraph/.bw' for s in stems.values())}",
               file=sys.stderr)
+    remove_stale_groups(shard_paths)
     return table
+
+
+def remove_stale_groups(shard_paths: list[str]) -> None:
+    """Group files beside these that no job of the current plan writes (left by a run with
+    another classify.shards_per_job): gone, so the folder holds this run's files only."""
+    current = {Path(p).resolve() for p in shard_paths}
+    for folder in {Path(p).parent for p in shard_paths}:
+        for stale in folder.glob("group_*.parquet"):
+            if stale.resolve() not in current:
+                stale.unlink()
 
 
 # ----------------------------------------------------- one process, all shards
