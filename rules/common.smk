@@ -28,7 +28,12 @@ from dnalm.encoders import (
 )
 from dnalm.errors import InputError
 from dnalm.extract import RegionSource, plan_inputs, save_plan
-from dnalm.fasta import check_pretrain_lengths, ensure_fasta_index, is_plain_gzip, reference_dir
+from dnalm.fasta import (
+    check_pretrain_lengths,
+    ensure_fasta_index,
+    is_plain_gzip,
+    reference_dir,
+)
 from dnalm.settings import check_hierarchical_shape, check_lora_rank
 from dnalm.splits import check_training_classes
 from dnalm.windows import WindowSpec, plan_shards, shard_name
