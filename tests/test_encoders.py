@@ -368,3 +368,19 @@ def test_a_tokenizer_that_cannot_split_dna_is_refused(tmp_path):
                                  sep_token="[SEP]", mask_token="[MASK]")
     with pytest.raises(InputError, match="cannot split DNA"):
         AutoTokenizerWindows(hf, "byte-pair", per_base=False)
+
+
+def test_a_truncated_bin_checkpoint_is_refused_before_any_job(tiny_models, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin"
+    shutil.copytree(tiny_models["dnabert"], folder)
+    weights = folder / "model.safetensors"
+    torch.save(load_file(weights), folder / "pytorch_model.bin")
+    weights.unlink()
+    preflight(EncoderSpec(str(folder)), 512)  # a whole .bin passes
+    data = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+        preflight(EncoderSpec(str(folder)), 512)

@@ -194,7 +194,8 @@ class ModelFolder:
         """Cheap checks of the weight files, without torch, for DAG time: each safetensors
         file is whole (its header's JSON parses and its tensors end where the file does), a
         .bin is a readable zip archive, and the checkpoint holds as many layers as config.json
-        says. A damaged download is found here, not in the first GPU job."""
+        says. A damaged download is found here, not in the first GPU job (a .bin is read only by
+        its container: its tensors are known once torch loads it)."""
         import struct
         import zipfile
 
@@ -204,10 +205,12 @@ class ModelFolder:
         for path in sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
             size = path.stat().st_size
             fix = "the file is damaged or incomplete: download the model's weight files again"
-            if path.suffix == ".bin":
-                if not zipfile.is_zipfile(path):
-                    raise InputError("is not a readable PyTorch checkpoint (a zip archive); it is damaged, truncated "
-                                     "or of an old pickle format", path=path, fix=fix)
+            if path.suffix == ".bin":  # torch.save's zip archive, or its legacy pickle format
+                with open(path, "rb") as fh:
+                    legacy = fh.read(1) == b"\x80"
+                if not (legacy or zipfile.is_zipfile(path)):
+                    raise InputError("is not a readable PyTorch checkpoint (neither a zip archive nor a pickle): it "
+                                     "is damaged or truncated", path=path, fix=fix)
                 continue
             with open(path, "rb") as fh:
                 head = fh.read(8)
