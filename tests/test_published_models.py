@@ -7,7 +7,7 @@ model_type), weights under the published names (tied tensors shared), the publis
 tokenizer files (HyenaDNA's is custom code that pads on the left), and in place of every
 .py file the hub ships, a stand-in that raises when executed: a run that finishes proves
 that no code from the folder ran. The native ports are checked against the published
-code itself outside this suite (the numbers are in docs/models.md).
+code itself outside this suite (the README's table of the published models gives the figures).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ that reads the hub checkpoint's own weight names, so:
   config.json, weight names and shipped code), so the next rule loads it natively and
   a user's `from_pretrained(..., trust_remote_code=True)` loads it with the published code.
 
-Each port was checked numerically against the published code (docs/models.md, the
-README's models table). A folder is served by a port when `port_for(config)` finds one;
+Each port was checked numerically against the published code (the README's table of
+the published models gives the figures). A folder is served by a port when `port_for(config)` finds one;
 everything else loads through transformers' Auto classes (`encoders.loading`).
 """
 
