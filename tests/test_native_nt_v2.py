@@ -231,3 +231,18 @@ def test_bf16_runs_and_stays_close(folders):
     assert half.dtype == torch.bfloat16
     real = mask.bool()
     assert (half.float() - ref)[real].abs().max() < 0.1
+
+
+def test_a_checkpoint_without_the_rotary_buffers_loads_the_same(folders, tmp_path):
+    """inv_freq is computed from config.json: a checkpoint that does not store it is complete."""
+    folder = tmp_path / "no_inv_freq"
+    shutil.copytree(folders["st"], folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = [k for k in weights if k.endswith(".inv_freq")]
+    assert dropped
+    save_file({k: v for k, v in weights.items() if k not in dropped}, folder / "model.safetensors")
+    ids, mask = _batch(_config(folder)["vocab_size"])
+    with torch.no_grad():
+        want = native.load(folders["st"])(ids, mask).last_hidden_state
+        got = native.load(folder)(ids, mask).last_hidden_state
+    assert torch.equal(want, got)

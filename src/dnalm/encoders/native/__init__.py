@@ -109,6 +109,7 @@ def load(folder, *, masked_lm: bool = False, dtype=None):
     loaded = {expected[k].data_ptr() for k in expected if k in state}
     optional = port.optional_prefixes + (() if masked_lm else port.lm_head_prefixes)
     missing = [k for k in expected if k not in state and not k.startswith(optional)
+               and not k.endswith(port.derived_suffixes)
                and expected[k].data_ptr() not in loaded]  # an alias of a loaded tensor is loaded
     if missing:
         raise InputError(

@@ -45,6 +45,7 @@ class NativeModel(nn.Module):
     port: ClassVar[str]  # its Form's name, e.g. "dnabert2"
     lm_head_prefixes: ClassVar[tuple[str, ...]] = ()  # state-dict prefixes of the LM head
     optional_prefixes: ClassVar[tuple[str, ...]] = ()  # entries a checkpoint may lack (unused pooler, buffers)
+    derived_suffixes: ClassVar[tuple[str, ...]] = ()  # buffers computed from config.json, loaded or not
 
     def __init__(self, config: dict, masked_lm: bool = False):
         super().__init__()

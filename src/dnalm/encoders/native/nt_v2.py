@@ -229,6 +229,8 @@ class NucleotideTransformerV2(NativeModel):
     lm_head_prefixes = ("lm_head.",)
     # Weights the published model holds but the embedding path never reads.
     optional_prefixes = ("esm.contact_head.", "esm.embeddings.position_embeddings.")
+    # Each layer's rotary inv_freq: the tables are computed from config.json, so a checkpoint may lack it.
+    derived_suffixes = (".inv_freq",)
 
     def __init__(self, config: dict, masked_lm: bool = False):
         super().__init__(config, masked_lm)
