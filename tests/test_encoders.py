@@ -384,3 +384,16 @@ def test_a_truncated_bin_checkpoint_is_refused_before_any_job(tiny_models, tmp_p
     (folder / "pytorch_model.bin").write_bytes(data[: len(data) // 3])
     with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
         preflight(EncoderSpec(str(folder)), 512)
+
+
+def test_remote_code_using_apis_transformers_5_still_has_is_not_refused(tiny_models, tmp_path):
+    folder = tmp_path / "current_code"
+    shutil.copytree(tiny_models["bpe"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_mine.py").write_text(
+        "from transformers.pytorch_utils import apply_chunking_to_forward, prune_linear_layer\n"
+        "class MyModel:\n    def get_head_mask(self, mask):  # its own helper of that name\n        return mask\n"
+        "    def post_init(self):\n        self.init_weights()\n        self.get_head_mask(None)\n")
+    preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)
