@@ -253,12 +253,19 @@ def test_family_set_by_config_must_match_the_folder(tiny_models):
         preflight(EncoderSpec(str(tiny_models["dnabert"]), family="hyena"), 512)
 
 
-def test_remote_code_is_refused_unless_asked_for(tiny_models, tmp_path):
-    folder = tmp_path / "remote"
+def _remote_code_folder(tiny_models, folder, code: str | None = None):
+    """The tiny byte-pair model as a folder shipping its own code (which no native port implements)."""
     shutil.copytree(tiny_models["bpe"], folder)
     config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}  # code no native port implements
+    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}
     (folder / "config.json").write_text(json.dumps(config))
+    if code is not None:
+        (folder / "modeling_mine.py").write_text(code)
+    return folder
+
+
+def test_remote_code_is_refused_unless_asked_for(tiny_models, tmp_path):
+    folder = _remote_code_folder(tiny_models, tmp_path / "remote")
     with pytest.raises(InputError, match="trust_remote_code") as err:
         preflight(EncoderSpec(str(folder)), 512)
     assert "modeling_mine.MyModel" in str(err.value)
@@ -266,13 +273,8 @@ def test_remote_code_is_refused_unless_asked_for(tiny_models, tmp_path):
 
 
 def test_remote_code_that_needs_removed_transformers_apis_is_refused_before_any_job(tiny_models, tmp_path):
-    folder = tmp_path / "old_code"
-    shutil.copytree(tiny_models["bpe"], folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "modeling_mine.py").write_text(
-        "from transformers.modeling_utils import find_pruneable_heads_and_indices\n")
+    folder = _remote_code_folder(tiny_models, tmp_path / "old_code",
+                                 "from transformers.modeling_utils import find_pruneable_heads_and_indices\n")
     with pytest.raises(InputError, match="find_pruneable_heads_and_indices") as err:
         preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)
     assert "modeling_mine.py" in str(err.value) and "transformers 5" in str(err.value)
@@ -387,13 +389,8 @@ def test_a_truncated_bin_checkpoint_is_refused_before_any_job(tiny_models, tmp_p
 
 
 def test_remote_code_using_apis_transformers_5_still_has_is_not_refused(tiny_models, tmp_path):
-    folder = tmp_path / "current_code"
-    shutil.copytree(tiny_models["bpe"], folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "modeling_mine.MyModel"}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "modeling_mine.py").write_text(
+    folder = _remote_code_folder(tiny_models, tmp_path / "current_code", (
         "from transformers.pytorch_utils import apply_chunking_to_forward, prune_linear_layer\n"
         "class MyModel:\n    def get_head_mask(self, mask):  # its own helper of that name\n        return mask\n"
-        "    def post_init(self):\n        self.init_weights()\n        self.get_head_mask(None)\n")
+        "    def post_init(self):\n        self.init_weights()\n        self.get_head_mask(None)\n"))
     preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)

@@ -33,7 +33,7 @@ from .encoders.loading import save_model_folder
 from .engine import plan_passes
 from .errors import InputError
 from .extract import tile_starts
-from .fasta import open_fasta, read_fai
+from .fasta import check_pretrain_lengths, open_fasta, read_fai
 from .settings import PretrainSettings
 from .train import warmup_linear_decay
 
@@ -49,6 +49,7 @@ class GenomeWindows:
     """Non-overlapping windows over the records of some FASTAs, fetched on demand."""
 
     def __init__(self, fastas: list[str], size: int, heldout_fraction: float):
+        check_pretrain_lengths(fastas, size)  # the DAG-time check, again for callers outside the workflow
         self.fastas, self.size = fastas, size
         files, contigs, starts = [], [], []
         self.names: list[list[str]] = []
@@ -62,9 +63,6 @@ class GenomeWindows:
                 files.append(np.full(len(s), f))
                 contigs.append(np.full(len(s), c))
                 starts.append(s)
-        if not starts:
-            raise InputError(f"no record is at least {size} bp long", path=", ".join(fastas),
-                             fix="pretrain on a genome, or use smaller windows (windows.size)")
         self.file, self.contig, self.start = (np.concatenate(a) for a in (files, contigs, starts))
         every = max(2, round(1 / heldout_fraction)) if heldout_fraction > 0 else 0
         self.heldout = (np.arange(len(self.start)) % every == every - 1) if every else \

@@ -16,8 +16,9 @@ vocabulary:
 Families, one module each: dnabert (overlapping k-mers), nucleotide_transformer
 (non-overlapping k-mers), character (HyenaDNA's and Caduceus's character tokenizers,
 which are custom code, reproduced natively), hf_tokenizer (byte-pair or per-base,
-through the folder's own tokenizer). Models whose published code breaks under
-transformers 5 run through native ports (`native`). The family is detected from the folder or set by `encoder.family`.
+through the folder's own tokenizer). The family is detected from the folder or set by
+`encoder.family`. Models whose published code breaks under transformers 5 run through
+native ports (`native`), chosen from config.json apart from the tokenizer family.
 """
 
 from __future__ import annotations

@@ -193,8 +193,8 @@ class ModelFolder:
     def check_weights(self) -> None:
         """Cheap checks of the weight files, without torch, for DAG time: each safetensors
         file is whole (its header's JSON parses and its tensors end where the file does), a
-        .bin is a readable zip archive, and the checkpoint holds as many layers as config.json
-        says. A damaged download is found here, not in the first GPU job (a .bin is read only by
+        .bin is a zip archive or a legacy pickle, and the checkpoint holds as many layers as
+        config.json says. A damaged download is found here, not in the first GPU job (a .bin is read only by
         its container: its tensors are known once torch loads it)."""
         import struct
         import zipfile

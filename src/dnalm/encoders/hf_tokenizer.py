@@ -85,7 +85,7 @@ class AutoTokenizerWindows(WindowTokenizer):
         """A tokenizer that cannot split DNA (a word-level vocabulary of k-mers read whole, say)
         gives every window one token, or unknown tokens only: every window would get the
         same vector. Refuse it, on a probe window, before any window is embedded."""
-        probe = (_PROBE[:4] + "GATTACA" + "TTGACA" + "CCGG") * 16  # 340 bp of plain bases
+        probe = (_PROBE[:4] + "GATTACA" + "TTGACA" + "CCGG") * 16  # 336 bp of plain bases
         ids = self.content([probe])
         unk = self.hf.unk_token_id
         if len(ids.ids) <= 1 or (unk is not None and (ids.ids == unk).all()):

@@ -1,7 +1,7 @@
 """Loading a model folder into torch, offline, with the checks that keep a wrong
 load from passing silently.
 
-Two paths, chosen from config.json alone (`plan_load`, also at DAG time):
+Two paths, chosen from config.json alone (`native_form`, also at DAG time):
 - a published architecture this project implements (`native`: DNABERT-2, NT v2,
   GENA-LM, HyenaDNA) is built by its port from the hub's own weights; no code from
   the folder runs, whether or not `trust_remote_code` is set;

@@ -46,19 +46,12 @@ def check_supported(form: Form, config: dict, where: Path) -> None:
 
 def state_dict_files(folder: Path) -> list[Path]:
     """The weight files of a folder, safetensors first (one file, or the shards of an index)."""
-    single = folder / "model.safetensors"
-    if single.exists():
-        return [single]
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / s for s in shards]
-    for name in ("pytorch_model.bin",):
+    for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).exists():
             return [folder / name]
-    index = folder / "pytorch_model.bin.index.json"
-    if index.exists():
-        return [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        index = folder / f"{name}.index.json"
+        if index.exists():
+            return [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
     raise InputError("holds no weights (model.safetensors or pytorch_model.bin)", path=folder,
                      fix="download the model's weight files into the folder")
 
