@@ -11,7 +11,7 @@ rule classify_shards:
         embeddings=classify_inputs,
         heads=HEAD_FILES,
     output:
-        expand(out("classify/{head}/shards/group_{{group}}.parquet"), head=HEADS),
+        expand(out("classify/{head}/shards/group_{{group}}.parquet"), head=RUN.heads),
     log:
         logfile("classify_shards/{group}.log"),
     benchmark:
@@ -23,8 +23,8 @@ rule classify_shards:
         mem_mb=classify_mem_mb,
         runtime=30,
     params:
-        head_dirs=list(HEAD_DIRS.values()),
-        max_n_fraction=config["heads"]["max_n_fraction"],
+        head_dirs=list(RUN.head_dirs.values()),
+        max_n_fraction=S.train.max_n_fraction,
         shards=classify_shard_count,
         final=is_last_group,
     script:
@@ -35,18 +35,18 @@ rule gather_predictions:
     input:
         shards=expand(
             out("classify/{{head}}/shards/group_{group}.parquet"),
-            group=CLASSIFY_GROUPS,
+            group=RUN.classify_groups,
         ),
         regions=out("regions/regions.parquet"),
         labels=out("regions/labels.parquet"),
         sequences=out("windows/sequences.parquet"),
-        fasta=ancient(FASTA),
+        fasta=ancient(RUN.fasta),
     output:
         tsv=out("classify/{head}/predictions.tsv"),
         parquet=out("classify/{head}/predictions.parquet"),
         tracks=(
             directory(out("classify/{head}/tracks"))
-            if config["classify"]["tracks"]
+            if S.classify.tracks
             else []
         ),
     log:

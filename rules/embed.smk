@@ -2,18 +2,18 @@ rule build_tiny_encoder:
     input:
         # The byte-pair tiny encoder trains its tokenizer on the run's own FASTA.
         train_fasta=(
-            [INPUT.fasta]
-            if ENC["source"] == "tiny" and ENC["tiny"]["family"] == "bpe"
+            [SOURCE.fasta]
+            if S.encoder.source == "tiny" and S.encoder.tiny.family == "bpe"
             else []
         ),
     output:
-        directory(ENCODER_DIR) if ENC["source"] == "tiny" else [],
+        directory(ENCODER.model_dir) if S.encoder.source == "tiny" else [],
     log:
         logfile("build_tiny_encoder/build_tiny_encoder.log"),
     conda:
         "../envs/torch.yaml"
     params:
-        shape=ENC["tiny"],
+        shape=asdict(S.encoder.tiny),
     script:
         "../scripts/build_tiny_encoder.py"
 
@@ -24,7 +24,7 @@ rule build_tiny_encoder:
 rule embed_shard:
     input:
         shard=out("windows/shard_{shard}.parquet"),
-        encoder=EMBED_FILES,
+        encoder=ENCODER.embed_files,
     output:
         out("embeddings/shard_{shard}.parquet"),
     log:
@@ -41,7 +41,7 @@ rule embed_shard:
         tokens_per_batch=8192,
         compile=0,
     params:
-        hub_id=EMBED_HUB_ID,
-        spec=ENCODER_PARAMS,
+        hub_id=ENCODER.embed_hub_id,
+        spec=S.encoder.job_params(),
     script:
         "../scripts/embed_shard.py"

@@ -10,7 +10,7 @@
 
 rule bgzip_fasta:
     input:
-        INPUT.fasta,
+        SOURCE.fasta,
     output:
         fasta=FASTA_COPY,
         index=[f"{f}.{ext}" for f in FASTA_COPY for ext in ("fai", "gzi")],
@@ -24,7 +24,7 @@ rule bgzip_fasta:
 
 rule extract_regions:
     input:
-        fasta=ancient(FASTA),
+        fasta=ancient(RUN.fasta),
     output:
         out("regions/regions.parquet"),
     log:
@@ -32,9 +32,9 @@ rule extract_regions:
     conda:
         "../envs/cpu.yaml"
     params:
-        source=REGION_SOURCE,
-        bed=Path(INPUT.bed),
-        coordinates=COORDINATES_DIGEST,
+        source=SOURCE.region_params(),
+        bed=Path(S.input.bed),
+        coordinates=RUN.inputs.coordinates_digest,
     script:
         "../scripts/extract_regions.py"
 
@@ -42,7 +42,7 @@ rule extract_regions:
 rule extract_labels:
     input:
         regions=out("regions/regions.parquet"),
-        labels_file=[f for f in (LABEL_SOURCE["bed"], LABEL_SOURCE["labels"]) if f],
+        labels_file=[SOURCE.label_file] if SOURCE.label_file else [],
     output:
         out("regions/labels.parquet"),
     log:
@@ -50,6 +50,6 @@ rule extract_labels:
     conda:
         "../envs/cpu.yaml"
     params:
-        source=LABEL_SOURCE,
+        source=SOURCE.label_params(),
     script:
         "../scripts/extract_labels.py"

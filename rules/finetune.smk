@@ -9,7 +9,7 @@ rule finetune:
         shards=WINDOW_SHARDS,
         regions=out("regions/regions.parquet"),
         labels=out("regions/labels.parquet"),
-        encoder=BASE_FILES,
+        encoder=ENCODER.base_files,
     output:
         encoder=directory(out("finetune/encoder")),
         weights=out("heads/finetuned/head.safetensors"),
@@ -26,9 +26,9 @@ rule finetune:
         runtime=720,
         tokens_per_batch=8192,
     params:
-        hub_id=BASE_HUB_ID,
-        spec=ENCODER_PARAMS,
-        settings=finetune_settings(),
+        hub_id=ENCODER.base_hub_id,
+        spec=S.encoder.job_params(),
+        settings=S.finetune.job_params(S.finetune.head),
         checkpoint=out("finetune/checkpoint"),
     script:
         "../scripts/finetune.py"

@@ -5,8 +5,8 @@
 
 rule pretrain:
     input:
-        fasta=PRETRAIN_FASTAS,
-        encoder=ENCODER_FILES,
+        fasta=RUN.pretrain_fastas,
+        encoder=ENCODER.model_files,
     output:
         encoder=directory(out("pretrain/encoder")),
         metrics=out("pretrain/metrics.json"),
@@ -20,14 +20,10 @@ rule pretrain:
         mem_mb=16000,
         runtime=720,
     params:
-        hub_id=ENCODER_HUB_ID,
-        spec=ENCODER_PARAMS,
-        settings={
-            k: v
-            for k, v in config["pretrain"].items()
-            if k not in ("activate", "fasta")
-        },
-        window_size=WINDOWS.size,
+        hub_id=ENCODER.hub_id,
+        spec=S.encoder.job_params(),
+        settings=asdict(S.pretrain),
+        window_size=S.windows.size,
         checkpoint=out("pretrain/checkpoint"),
     script:
         "../scripts/pretrain.py"

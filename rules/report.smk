@@ -4,10 +4,10 @@
 
 rule report_metrics:
     input:
-        metrics=expand(out("heads/{head}/metrics.json"), head=TRAINED_HEADS),
-        baselines=[out("baselines/metrics.json")] if TRAINED_HEADS else [],
+        metrics=expand(out("heads/{head}/metrics.json"), head=RUN.trained_heads),
+        baselines=[out("baselines/metrics.json")] if RUN.trained_heads else [],
         predictions=expand(
-            out("classify/{head}/predictions.parquet"), head=TRAINED_HEADS
+            out("classify/{head}/predictions.parquet"), head=RUN.trained_heads
         ),
     output:
         metrics=report(
@@ -30,7 +30,7 @@ rule report_metrics:
     conda:
         "../envs/torch.yaml"
     params:
-        heads=TRAINED_HEADS,
+        heads=RUN.trained_heads,
     script:
         "../scripts/report_metrics.py"
 
@@ -39,7 +39,7 @@ rule report_run:
     input:
         sequences=out("windows/sequences.parquet"),
         embeddings=EMBEDDINGS[0],
-        predictions=expand(out("classify/{head}/predictions.parquet"), head=HEADS),
+        predictions=expand(out("classify/{head}/predictions.parquet"), head=RUN.heads),
     output:
         windows=report(
             out("report/window_counts.png"),
@@ -56,6 +56,6 @@ rule report_run:
     conda:
         "../envs/torch.yaml"
     params:
-        heads=HEADS,
+        heads=RUN.heads,
     script:
         "../scripts/report_run.py"

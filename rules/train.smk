@@ -41,7 +41,7 @@ rule baselines:
         mem_mb=8000,
         runtime=60,
     params:
-        kmer=config["baselines"]["kmer"],
-        settings=learning_settings(),
+        kmer=S.baseline_kmer,
+        settings=S.train.learner_params(),
     script:
         "../scripts/baselines.py"

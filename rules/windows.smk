@@ -1,7 +1,7 @@
 rule make_windows:
     input:
         regions=out("regions/regions.parquet"),
-        fasta=FASTA,
+        fasta=RUN.fasta,
     output:
         shards=WINDOW_SHARDS,
         sequences=out("windows/sequences.parquet"),
@@ -10,10 +10,10 @@ rule make_windows:
     conda:
         "../envs/cpu.yaml"
     params:
-        size=WINDOWS.size,
-        stride=WINDOWS.stride,
-        per_shard=WINDOWS.per_shard,
-        iupac=WINDOWS.iupac,
-        n_shards=len(SHARDS),
+        size=S.windows.size,
+        stride=S.windows.stride,
+        per_shard=S.windows.per_shard,
+        iupac=S.windows.iupac,
+        n_shards=len(RUN.shards),
     script:
         "../scripts/make_windows.py"

@@ -1,8 +1,8 @@
 """Rule baselines: k-mer and GC logistic regressions on the heads' splits."""
 
-from dnalm.baselines import run_baselines
 from dnalm.io import write_json_atomic
-from dnalm.workflow import step
+from dnalm.learning.baselines import run_baselines
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     settings = snakemake.params.settings

@@ -1,7 +1,7 @@
 """Rule bgzip_fasta: recompress a plain-gzip FASTA with bgzip (and index it), once."""
 
-from dnalm.fasta import bgzip_copy
-from dnalm.workflow import step
+from dnalm.inputs.fasta import bgzip_copy
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     bgzip_copy(snakemake.input[0], snakemake.output.fasta[0])

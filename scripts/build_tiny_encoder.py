@@ -1,8 +1,8 @@
 """Rule build_tiny_encoder: the demo's small random encoder of the configured family."""
 
-from dnalm.encoders import build_tiny_encoder
 from dnalm.compute import limit_torch_threads
-from dnalm.workflow import step
+from dnalm.encoders.tiny import build_tiny_encoder
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     print(limit_torch_threads(snakemake.threads))

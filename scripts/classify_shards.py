@@ -1,9 +1,9 @@
 """Rule classify_shards: class probabilities of the sequences that close in a group of
 embedding shards, by every head."""
 
-from dnalm.classify import classify_shards
 from dnalm.compute import limit_torch_threads
-from dnalm.workflow import step
+from dnalm.outputs.classify import classify_shards
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     print(limit_torch_threads(snakemake.threads))

@@ -3,17 +3,16 @@
 from pathlib import Path
 
 from dnalm.compute import limit_torch_threads
-from dnalm.encoders import job_spec
-from dnalm.engine import EngineSettings
-from dnalm.finetune import Finetuner
+from dnalm.embedding.engine import EngineSettings
 from dnalm.io import write_json_atomic
+from dnalm.learning.finetune import Finetuner
 from dnalm.settings import FinetuneSettings
-from dnalm.workflow import step
+from dnalm.workflow.jobs import encoder_spec, step
 
 with step(snakemake):
     print(limit_torch_threads(snakemake.threads))
     tuner = Finetuner(list(snakemake.input.shards), snakemake.input.regions, snakemake.input.labels,
-                      job_spec(snakemake),
+                      encoder_spec(snakemake),
                       FinetuneSettings(**snakemake.params.settings), snakemake.params.checkpoint,
                       engine=EngineSettings(tokens_per_batch=int(snakemake.resources.tokens_per_batch)))
     tuner.run()

@@ -1,8 +1,8 @@
 """Rule gather_predictions: per-sequence tables (TSV + Parquet) and genome tracks of one head."""
 
-from dnalm.classify import gather
-from dnalm.fasta import read_fai
-from dnalm.workflow import step
+from dnalm.inputs.fasta import read_fai
+from dnalm.outputs.classify import gather
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     tracks = snakemake.output.get("tracks") or None

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from dnalm.io import read_parquet, read_provenance
-from dnalm.windows import WindowSpec, write_shards
-from dnalm.workflow import step
+from dnalm.settings import WindowSpec
+from dnalm.windows.shards import write_shards
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     spec = WindowSpec(size=snakemake.params.size, stride=snakemake.params.stride,

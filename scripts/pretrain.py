@@ -1,15 +1,14 @@
 """Rule pretrain: masked-LM (continued) pretraining of the encoder on reference FASTAs."""
 
 from dnalm.compute import limit_torch_threads
-from dnalm.encoders import job_spec
 from dnalm.io import write_json_atomic
-from dnalm.pretrain import Pretrainer
+from dnalm.learning.pretrain import Pretrainer
 from dnalm.settings import PretrainSettings
-from dnalm.workflow import step
+from dnalm.workflow.jobs import encoder_spec, step
 
 with step(snakemake):
     print(limit_torch_threads(snakemake.threads))
-    trainer = Pretrainer(job_spec(snakemake), list(snakemake.input.fasta),
+    trainer = Pretrainer(encoder_spec(snakemake), list(snakemake.input.fasta),
                          snakemake.params.window_size, PretrainSettings(**snakemake.params.settings),
                          snakemake.params.checkpoint)
     trainer.run()

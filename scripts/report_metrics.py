@@ -1,7 +1,7 @@
 """Rule report_metrics: metrics table, confusion matrices, ROC/PR curves."""
 
-from dnalm import report
-from dnalm.workflow import step
+from dnalm.outputs import report
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     metrics = dict(zip(snakemake.params.heads, snakemake.input.metrics))

@@ -1,7 +1,7 @@
 """Rule report_run: window-count distribution and the run's provenance."""
 
-from dnalm import report
-from dnalm.workflow import step
+from dnalm.outputs import report
+from dnalm.workflow.jobs import step
 
 with step(snakemake):
     report.plot_window_counts(snakemake.input.sequences, snakemake.output.windows)

@@ -21,8 +21,9 @@ def _provenance(args) -> None:
 
 
 def _check_model(args) -> None:
-    from .encoders import Encoder, EncoderSpec, preflight
+    from .encoders import Encoder, preflight
     from .encoders.loading import describe_load
+    from .settings import EncoderSpec
 
     spec = EncoderSpec(args.model, revision=args.revision, family=args.family,
                        trust_remote_code=args.trust_remote_code)
@@ -44,7 +45,7 @@ def _check_model(args) -> None:
 
 
 def _build_tiny(args) -> None:
-    from .encoders import build_tiny_encoder
+    from .encoders.tiny import build_tiny_encoder
 
     out = build_tiny_encoder(args.out, args.family, kmer=args.kmer, hidden=args.hidden, layers=args.layers,
                              heads=args.heads, seed=args.seed, positions=args.positions,

@@ -1,15 +1,66 @@
-"""Settings of the learning stages, as the package sees the config (no torch here:
-the Snakefile checks them when it builds the DAG).
+"""Settings: the one place a configuration becomes the settings objects that rules, jobs
+and tests use.
 
-The defaults are those of config/schema.yaml (tests/test_config.py checks that they
-agree), so a library user gets what a workflow user gets.
+Every default lives in the schema, `schema.yaml` beside this module (config/schema.yaml
+links to it): `complete` fills a config's missing keys from it, each settings class takes
+its field defaults from it (`default`), and `from_config` turns a config into one
+`RunSettings`. Nothing here imports torch: the Snakefile builds these when it builds the
+DAG, and a job rebuilds its part from the rule's params (`dataclasses.asdict` of it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import functools
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
 
 from .errors import InputError
+
+SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
+
+
+@functools.cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def _is_section(node: dict) -> bool:
+    return node.get("type") == "object" and "properties" in node
+
+
+def complete(config: dict | None, node: dict | None = None, where: str = "") -> dict:
+    """`config` with every key the schema defines: given values kept, the rest the schema's
+    defaults. A key the schema does not define is refused (as the Snakefile's validation
+    refuses it)."""
+    node = node if node is not None else schema()
+    given = dict(config or {})
+    unknown = sorted(set(given) - set(node["properties"]))
+    if unknown:
+        raise InputError(f"unknown config key(s) {', '.join(where + k for k in unknown)}",
+                         fix="see config/README.md for the keys each section takes")
+    out = {}
+    for key, child in node["properties"].items():
+        if _is_section(child):
+            out[key] = complete(given.get(key), child, f"{where}{key}.")
+        else:
+            out[key] = copy.deepcopy(given[key] if key in given else child.get("default"))
+    return out
+
+
+@functools.cache
+def _defaults() -> dict:
+    return complete({})
+
+
+def default(key: str):
+    """The schema's default of a dotted config key, e.g. default("heads.training.epochs")."""
+    value = _defaults()
+    for part in key.split("."):
+        value = value[part]
+    return copy.deepcopy(value)
 
 
 def check_hierarchical_shape(d_model: int, attention_heads: int, key: str = "heads.hierarchical") -> None:
@@ -28,55 +79,163 @@ def check_lora_rank(rank: int, hidden_size: int | None) -> None:
                              "every encoder weight")
 
 
+# ------------------------------------------------------------------ stages 1-3
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """The `input:` section: which sequences, from which files (`inputs.sources` reads them)."""
+
+    mode: str = default("input.mode")  # bed | tiles | fasta: a source registered in inputs.sources
+    reference: str = default("input.reference")
+    bed: str = default("input.bed")
+    label_column: int = default("input.bed_columns.label")  # 1-based BED column with the class label
+    split_column: int = default("input.bed_columns.split")  # 1-based BED column with train/val/test
+    tile_length: int = default("input.tiles.length")
+    tile_step: int = default("input.tiles.step")
+    include: tuple[str, ...] = tuple(default("input.tiles.include"))
+    exclude: tuple[str, ...] = tuple(default("input.tiles.exclude"))
+    sequences: str = default("input.sequences")
+    labels: str = default("input.labels")
+
+    @classmethod
+    def from_section(cls, section: dict) -> "InputSettings":
+        """The `input:` section of a config (missing keys take the schema's defaults)."""
+        c = complete({"input": section})["input"]
+        return cls(mode=c["mode"], reference=c["reference"], bed=c["bed"], label_column=c["bed_columns"]["label"],
+                   split_column=c["bed_columns"]["split"], tile_length=c["tiles"]["length"],
+                   tile_step=c["tiles"]["step"], include=tuple(c["tiles"]["include"] or ()),
+                   exclude=tuple(c["tiles"]["exclude"] or ()), sequences=c["sequences"], labels=c["labels"] or "")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The `windows:` section: how sequences are cut into windows and shards."""
+
+    size: int = default("windows.size")
+    stride: int = default("windows.stride")
+    per_shard: int = default("windows.per_shard")
+    iupac: str = default("windows.iupac")  # error | as_n
+
+    def check(self) -> None:
+        if self.size < 1 or self.stride < 1 or self.per_shard < 1:
+            raise InputError("windows.size, windows.stride and windows.per_shard must be positive")
+        if self.stride > self.size:
+            raise InputError(
+                f"windows.stride ({self.stride}) is larger than windows.size ({self.size}): "
+                "bases between windows would never be seen",
+                fix="use a stride no larger than the window size")
+        if self.iupac not in ("error", "as_n"):
+            raise InputError(f"windows.iupac is {self.iupac!r}", fix="use 'error' or 'as_n'")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which model a job loads and how: the `encoder:` keys that choose and apply it."""
+
+    model: str = default("encoder.model")  # local directory or hub id
+    revision: str | None = default("encoder.revision")
+    family: str = default("encoder.family")
+    trust_remote_code: bool = default("encoder.trust_remote_code")
+    precision: str = default("encoder.precision")  # auto | fp32 | bf16 | fp16
+    strands: str = default("encoder.strands")  # single | both (average each window with its reverse complement)
+
+
+@dataclass(frozen=True)
+class TinyEncoder:
+    """`encoder.tiny`: the shape of the small random encoder the demo and tests build."""
+
+    family: str = default("encoder.tiny.family")
+    kmer: int = default("encoder.tiny.kmer")
+    hidden: int = default("encoder.tiny.hidden")
+    layers: int = default("encoder.tiny.layers")
+    attention_heads: int = default("encoder.tiny.attention_heads")
+    seed: int = default("encoder.tiny.seed")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    source: str  # tiny | pretrained
+    spec: EncoderSpec
+    tiny: TinyEncoder
+
+    def job_params(self) -> dict:
+        """The encoder settings the encoder-loading jobs depend on (their params): a tiny
+        encoder ignores the keys that only choose and load a pretrained model."""
+        keys = ["precision", "strands"] + (["revision", "family", "trust_remote_code"]
+                                           if self.source == "pretrained" else [])
+        return {key: getattr(self.spec, key) for key in keys}
+
+
+# ------------------------------------------------------------------ stage 4
+
+# The fields of the hierarchical head's shape: a job that trains another head does not
+# depend on them (they are left out of its params, so changing them re-runs nothing there).
+HIERARCHICAL_SHAPE = ("d_model", "layers", "attention_heads", "dropout", "attention_block")
+
+
 @dataclass(frozen=True)
 class HeadSettings:
     """What every learner of a run shares: the head's input and shape, and the splits."""
 
-    pooling: str = "mean"  # which window vector the head reads: cls | mean
-    max_n_fraction: float = 0.5
-    d_model: int = 128
-    layers: int = 2
-    attention_heads: int = 4
-    dropout: float = 0.1
-    attention_block: int = 256
-    val_fraction: float = 0.15
-    class_weights: bool = True
-    seed: int = 0
+    pooling: str = default("heads.pooling")  # which window vector the head reads: cls | mean
+    max_n_fraction: float = default("heads.max_n_fraction")
+    d_model: int = default("heads.hierarchical.d_model")
+    layers: int = default("heads.hierarchical.layers")
+    attention_heads: int = default("heads.hierarchical.attention_heads")
+    dropout: float = default("heads.hierarchical.dropout")
+    attention_block: int = default("heads.hierarchical.attention_block")
+    val_fraction: float = default("heads.training.val_fraction")
+    class_weights: bool = default("heads.training.class_weights")
+    seed: int = default("heads.training.seed")
 
     def check(self) -> None:
         check_hierarchical_shape(self.d_model, self.attention_heads)
+
+    def job_params(self, kind: str) -> dict:
+        """These settings as a rule's params, for a job training a head of `kind`."""
+        params = asdict(self)
+        if kind != "hierarchical":
+            for key in HIERARCHICAL_SHAPE:
+                params.pop(key)
+        return params
+
+    def learner_params(self) -> dict:
+        """What every learner of the run reads, the baselines included: which window vector,
+        the N threshold and the splits (no head's shape, no optimiser)."""
+        return {f.name: getattr(self, f.name) for f in fields(HeadSettings) if f.name not in HIERARCHICAL_SHAPE}
 
 
 @dataclass(frozen=True)
 class TrainSettings(HeadSettings):
     """Training a head on frozen window vectors (rule train_head)."""
 
-    epochs: int = 100
-    patience: int = 10
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 32
+    epochs: int = default("heads.training.epochs")
+    patience: int = default("heads.training.patience")
+    learning_rate: float = default("heads.training.learning_rate")
+    weight_decay: float = default("heads.training.weight_decay")
+    batch_size: int = default("heads.training.batch_size")
 
 
 @dataclass(frozen=True)
 class FinetuneSettings(HeadSettings):
     """Training the encoder and a head together (rule finetune)."""
 
-    head: str = "hierarchical"  # the seed's two models: hierarchical | mean
-    epochs: int = 8
-    patience: int = 2
-    max_windows: int = 8  # windows of a sequence per training step (random); all when evaluating
-    sequences_per_step: int = 8
-    accumulate: int = 1  # steps whose gradients add up before one optimiser step
-    encoder_learning_rate: float = 2e-4
-    head_learning_rate: float = 1e-3
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    gradient_checkpointing: bool = True
-    lora_r: int = 0  # > 0: train LoRA adapters of this rank instead of every encoder weight
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    precision: str = "auto"  # auto: bf16 autocast on a GPU, fp32 on the CPU | fp32 | bf16
+    head: str = default("finetune.head")  # the seed's two models: hierarchical | mean
+    epochs: int = default("finetune.epochs")
+    patience: int = default("finetune.patience")
+    max_windows: int = default("finetune.max_windows")  # windows of a sequence per step (random); all to evaluate
+    sequences_per_step: int = default("finetune.sequences_per_step")
+    accumulate: int = default("finetune.accumulate")  # steps whose gradients add up before one optimiser step
+    encoder_learning_rate: float = default("finetune.encoder_learning_rate")
+    head_learning_rate: float = default("finetune.head_learning_rate")
+    warmup_fraction: float = default("finetune.warmup_fraction")
+    weight_decay: float = default("finetune.weight_decay")
+    gradient_checkpointing: bool = default("finetune.gradient_checkpointing")
+    lora_r: int = default("finetune.lora.r")  # > 0: train LoRA adapters of this rank, not every encoder weight
+    lora_alpha: int = default("finetune.lora.alpha")
+    lora_dropout: float = default("finetune.lora.dropout")
+    precision: str = default("finetune.precision")  # auto: bf16 autocast on a GPU, fp32 on the CPU | fp32 | bf16
 
     def check(self) -> None:
         super().check()
@@ -88,15 +247,84 @@ class FinetuneSettings(HeadSettings):
 class PretrainSettings:
     """Masked-language-model (continued) pretraining on reference FASTAs (rule pretrain)."""
 
-    epochs: int = 1
-    windows_per_epoch: int = 0  # 0: every window of the FASTAs
-    batch_size: int = 16
-    learning_rate: float = 5e-4
-    warmup_fraction: float = 0.05
-    weight_decay: float = 0.01
-    mask_fraction: float = 0.15
-    heldout_fraction: float = 0.05  # windows kept out of training to score masked-token accuracy
-    max_n_fraction: float = 0.1
-    precision: str = "auto"
-    seed: int = 0
+    epochs: int = default("pretrain.epochs")
+    windows_per_epoch: int = default("pretrain.windows_per_epoch")  # 0: every window of the FASTAs
+    batch_size: int = default("pretrain.batch_size")
+    learning_rate: float = default("pretrain.learning_rate")
+    warmup_fraction: float = default("pretrain.warmup_fraction")
+    weight_decay: float = default("pretrain.weight_decay")
+    mask_fraction: float = default("pretrain.mask_fraction")
+    heldout_fraction: float = default("pretrain.heldout_fraction")  # windows kept out to score the model
+    max_n_fraction: float = default("pretrain.max_n_fraction")
+    precision: str = default("pretrain.precision")
+    seed: int = default("pretrain.seed")
 
+
+# ------------------------------------------------------------------ stage 5
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    pretrained_head: str = default("classify.pretrained_head")  # set: annotate with it, train nothing
+    shards_per_job: int = default("classify.shards_per_job")
+    tracks: bool = default("classify.tracks")
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A whole configuration, as the package sees it."""
+
+    outdir: str
+    logdir: str
+    input: InputSettings
+    windows: WindowSpec
+    encoder: EncoderSettings
+    heads: tuple[str, ...]  # heads.train: heads trained on frozen vectors
+    train: TrainSettings
+    finetune: FinetuneSettings
+    finetune_active: bool
+    pretrain: PretrainSettings
+    pretrain_active: bool
+    pretrain_fasta: tuple[str, ...]  # empty: the run's own FASTA
+    baseline_kmer: int
+    classify: ClassifySettings = field(default_factory=ClassifySettings)
+
+    @property
+    def annotating(self) -> bool:
+        """An annotation run: a trained head classifies, nothing is trained."""
+        return bool(self.classify.pretrained_head)
+
+
+def from_config(config: dict) -> RunSettings:
+    """The settings of a configuration (validated by the Snakefile against the schema;
+    keys it leaves out take the schema's defaults)."""
+    c = complete(config)
+    heads, training, finetune, pretrain = c["heads"], c["heads"]["training"], c["finetune"], c["pretrain"]
+    shared = dict(pooling=heads["pooling"], max_n_fraction=heads["max_n_fraction"], **heads["hierarchical"],
+                  val_fraction=training["val_fraction"], class_weights=training["class_weights"],
+                  seed=training["seed"])
+    learner = {k: v for k, v in training.items() if k not in ("val_fraction", "class_weights", "seed")}
+    tuner = {k: v for k, v in finetune.items() if k not in ("activate", "lora")}
+    lora = {f"lora_{k}": v for k, v in finetune["lora"].items()}
+    encoder = c["encoder"]
+    return RunSettings(
+        outdir=c["outdir"], logdir=c["logdir"],
+        input=InputSettings.from_section(c["input"]),
+        windows=WindowSpec(**c["windows"]),
+        encoder=EncoderSettings(
+            source=encoder["source"],
+            spec=EncoderSpec(**{k: v for k, v in encoder.items() if k not in ("source", "tiny")}),
+            tiny=TinyEncoder(**encoder["tiny"])),
+        heads=tuple(heads["train"]),
+        train=TrainSettings(**shared, **learner),
+        finetune=FinetuneSettings(**shared, **tuner, **lora),
+        finetune_active=finetune["activate"],
+        pretrain=PretrainSettings(**{k: v for k, v in pretrain.items() if k not in ("activate", "fasta")}),
+        pretrain_active=pretrain["activate"],
+        pretrain_fasta=tuple(pretrain["fasta"]),
+        baseline_kmer=c["baselines"]["kmer"],
+        classify=ClassifySettings(**c["classify"]),
+    )

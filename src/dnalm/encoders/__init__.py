@@ -3,103 +3,55 @@
 Everything outside this package talks to what is defined here, never to k or to a
 vocabulary:
 
-- `preflight(spec, window_size, window_stride)`: offline checks from the model
-  folder's files (no torch), for DAG-building time: the folder resolves, the family
-  is known, remote code is allowed when shipped, and a window fits the model.
+- `preflight(spec, window_size)`: offline checks from the model folder's files (no
+  torch), for DAG-building time: the folder resolves, the family is known, remote code
+  is allowed when shipped, the weights are whole, and a window fits the model.
 - `Encoder.load(spec, window_size, window_stride, device)`: model + tokenizer +
   identity for a job; `encoder.tokenizer.encode(windows)` gives input ids,
   attention mask and content mask.
-- `EncoderIdentity`: the record that provenance, head compatibility checks and the
-  Snakefile read (family, tokenizer, model hash, hidden size, windows, precision,
-  strands).
+- `identify(family, ...)`: the one constructor of an `identity.EncoderIdentity` from a
+  model folder (a job's loaded encoder, a written fine-tuned folder, the DAG's checks).
 
 Families, one module each: dnabert (overlapping k-mers), nucleotide_transformer
 (non-overlapping k-mers), character (HyenaDNA's and Caduceus's character tokenizers,
 which are custom code, reproduced natively), hf_tokenizer (byte-pair or per-base,
 through the folder's own tokenizer). The family is detected from the folder or set by
 `encoder.family`. Models whose published code breaks under transformers 5 run through
-native ports (`native`), chosen from config.json apart from the tokenizer family.
+native ports (`native`), chosen from config.json apart from the tokenizer family. `tiny`
+builds small random models of every family (demo, tests).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from ..errors import InputError
-from .character import Character
+from ..identity import EmbeddingSpace, EncoderIdentity
+from ..settings import EncoderSpec
 from .base import HIDDEN_KEYS, Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
+from .character import Character
 from .dnabert import Dnabert
 from .hf_tokenizer import HfTokenizer
 from .nucleotide_transformer import NucleotideTransformer
-from .tiny import TINY_FAMILIES, build_tiny_encoder, tiny_identity, tiny_positions, tiny_window_limits
 
 # Detection order: the most specific vocabulary first, the generic tokenizer last.
 FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Dnabert, NucleotideTransformer, Character, HfTokenizer)}
 STRANDS = ("single", "both")
 
-__all__ = ["FAMILIES", "STRANDS", "Encoder", "EncoderIdentity", "EncoderSpec", "Family", "ModelFolder", "Ragged",
-           "TINY_FAMILIES", "TokenBatch", "WindowTokenizer", "build_tiny_encoder", "family_for", "is_local",
-           "identity_mismatches", "job_spec", "preflight", "resolve", "tiny_identity", "tiny_positions",
-           "tiny_window_limits", "window_fit"]
+__all__ = ["FAMILIES", "STRANDS", "Encoder", "Family", "ModelFolder", "Ragged", "TokenBatch", "WindowTokenizer",
+           "family_for", "identify", "is_local", "preflight", "resolve", "window_fit"]
 
 
-@dataclass(frozen=True)
-class EncoderSpec:
-    """The `encoder:` section of the config, as the package sees it."""
-
-    model: str  # local directory or hub id
-    revision: str | None = None
-    family: str = "auto"
-    trust_remote_code: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    strands: str = "single"  # single | both (average each window with its reverse complement)
-
-
-def job_spec(snakemake) -> EncoderSpec:
-    """The `EncoderSpec` a workflow job loads: a hub id arrives as the param `hub_id`; a
-    local model as its files (input `encoder`), the tiny one as its folder."""
-    local = Path(snakemake.input.encoder[0]) if snakemake.input.encoder else None
-    model = snakemake.params.hub_id or str(local if local.is_dir() else local.parent)
-    return EncoderSpec(**{**snakemake.params.spec, "model": model})
-
-
-@dataclass(frozen=True)
-class EncoderIdentity:
-    """What a set of window vectors was made with. A head applies only to vectors whose
-    identity matches the one it was trained on (`mismatches`)."""
-
-    family: str
-    model: str
-    tokenizer: str
-    tokenizer_sha256: str
-    hidden_size: int | None
-    window_size: int
-    window_stride: int
-    strands: str = "single"
-    model_revision: str | None = None
-    model_sha256: str | None = None  # hashed in jobs (reads the weights), absent at DAG time
-    precision: str | None = None  # the arithmetic used (float32, bfloat16), known in jobs
-
-    # Keys that must agree between a head and the vectors it reads (precision may differ:
-    # a head trained on fp32 vectors reads bf16 ones, as embeddings of one run must agree).
-    COMPATIBILITY = ("family", "tokenizer", "tokenizer_sha256", "hidden_size", "window_size", "window_stride",
-                     "strands", "model_sha256")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def identity_mismatches(trained: dict, now: dict) -> list[tuple[str, object, object]]:
-    """(key, trained value, current value) for each compatibility key both records know and
-    disagree on. Records are `EncoderIdentity.as_dict()` (or the part known at DAG time)."""
-    found = []
-    for key in EncoderIdentity.COMPATIBILITY:
-        a, b = trained.get(key), now.get(key)
-        if a is not None and b is not None and a != b:
-            found.append((key, a, b))
-    return found
+def identify(family: Family, model: str, revision: str | None = None, hash_weights: bool = True,
+             hidden_size: int | None = None) -> EncoderIdentity:
+    """What the model in `family.folder` is. `hash_weights` reads every weight byte (jobs);
+    without it (DAG time) the weights' hash is unknown. `hidden_size`: the loaded model's,
+    where config.json does not say it."""
+    folder = family.folder
+    return EncoderIdentity(family=family.name, model=model, tokenizer=family.tokenizer_name,
+                           tokenizer_sha256=folder.tokenizer_sha256, hidden_size=folder.hidden_size or hidden_size,
+                           model_revision=revision, model_sha256=folder.weights_sha256() if hash_weights else None)
 
 
 def family_for(folder: ModelFolder, requested: str = "auto") -> Family:
@@ -167,12 +119,14 @@ def preflight(spec: EncoderSpec, window_size: int, masked_lm: bool = False) -> t
 
 @dataclass
 class Encoder:
-    """A loaded model, its window tokenizer and the identity of what it makes."""
+    """A loaded model, its window tokenizer, what it is (`identity`) and the space of the
+    window vectors it makes (`space`: the identity with the windows, strands, arithmetic)."""
 
     family: Family
     tokenizer: WindowTokenizer
     model: object  # torch.nn.Module
     identity: EncoderIdentity
+    space: EmbeddingSpace
     capacity: int | None  # content tokens one pass holds (None: no limit)
     takes_attention_mask: bool = True
     device: str = "cpu"
@@ -194,13 +148,9 @@ class Encoder:
         if capacity is not None and capacity < 1:
             raise InputError(f"the model takes {positions} positions, no more than its {tokenizer.n_specials} "
                              "special tokens", path=folder.path / "config.json", fix="check max_position_embeddings")
-        identity = EncoderIdentity(
-            family=family.name, model=spec.model, tokenizer=tokenizer.name,
-            tokenizer_sha256=folder.tokenizer_sha256, hidden_size=folder.hidden_size or _hidden(model),
-            window_size=window_size, window_stride=window_stride, strands=spec.strands,
-            model_revision=spec.revision, model_sha256=folder.weights_sha256() if hash_weights else None,
-            precision=str(dtype).removeprefix("torch."))
-        return cls(family, tokenizer, model, identity, capacity, takes_attention_mask(model), device)
+        identity = identify(family, spec.model, spec.revision, hash_weights, _hidden(model))
+        space = EmbeddingSpace(identity, window_size, window_stride, spec.strands, str(dtype).removeprefix("torch."))
+        return cls(family, tokenizer, model, identity, space, capacity, takes_attention_mask(model), device)
 
 
 def _hidden(model) -> int | None:

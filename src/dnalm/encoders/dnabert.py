@@ -141,26 +141,3 @@ class Dnabert(Family):
             # A bare DNABERT folder (vocab.txt and weights): BERT's own template.
             prefix, suffix = (ids["[CLS]"],), (ids["[SEP]"],)
         return KmerTokenizer(vocab, prefix, suffix)
-
-
-def build_tiny(out_dir, *, k: int = 6, hidden: int = 128, layers: int = 2, heads: int = 4,
-               positions: int = 512, seed: int = 0):
-    """A small random BERT with DNABERT-k's real vocabulary, saved like a hub checkpoint."""
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
-
-    from .tiny import save_tiny
-
-    vocab = kmer_vocab(k)
-
-    def tokenizer(folder):
-        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        # Positional vocab path: as a keyword, transformers 5 silently builds a 5-token vocab.
-        tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=False)
-        assert len(tok) == len(vocab), f"tokenizer has {len(tok)} tokens, expected {len(vocab)}"
-        return tok
-
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=4 * hidden,
-                        max_position_embeddings=positions, type_vocab_size=2)
-    return save_tiny(out_dir, "dnabert", lambda: BertForMaskedLM(config), tokenizer, seed,
-                     {"k": k, "hidden": hidden, "layers": layers, "heads": heads})

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
-from .dnabert import SPECIAL_TOKENS as SPECIALS  # BERT's five, as the tiny models' tokenizers use
 
 # Every letter class a window can hold after make_windows (bases, N) and what a
 # caller could pass (IUPAC codes): a per-base lookup must agree on all of them.
@@ -160,76 +159,3 @@ class HfTokenizer(Family):
     def tokenizer(self, trust_remote_code: bool = False) -> AutoTokenizerWindows:
         hf = load_hf_tokenizer(self.folder, trust_remote_code)
         return AutoTokenizerWindows(hf, self.tokenizer_name, self.per_base)
-
-
-def _fast(tokenizer):
-    """A `tokenizers` tokenizer as a transformers tokenizer (saved as tokenizer.json + config)."""
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-
-
-def _bert(vocab_size: int, hidden: int, layers: int, heads: int, positions: int, pad_id: int):
-    from transformers import BertConfig, BertForMaskedLM
-
-    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=4 * hidden,
-                        max_position_embeddings=positions, type_vocab_size=2, pad_token_id=pad_id)
-    return lambda: BertForMaskedLM(config)
-
-
-def build_tiny_bpe(out_dir, *, train_fasta: str, vocab_size: int = 512, hidden: int = 128, layers: int = 2,
-                   heads: int = 4, positions: int = 512, seed: int = 0, max_bases: int = 2_000_000):
-    """A small random BERT with a byte-pair tokenizer trained (with `tokenizers`) on a real genome."""
-    import pysam
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-
-    from .tiny import save_tiny
-
-    def chunks():
-        seen = 0
-        with pysam.FastxFile(str(train_fasta)) as records:
-            for record in records:
-                seq = record.sequence.upper()
-                for lo in range(0, len(seq), 1000):  # 1-kb "sentences", as DNABERT-2 trained on reads
-                    yield seq[lo : lo + 1000]
-                    seen += 1000
-                    if seen >= max_bases:
-                        return
-
-    def tokenizer(folder):
-        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=list("ACGTN"),
-                                      show_progress=False)
-        tok.train_from_iterator(chunks(), trainer)
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-        return _fast(tok)
-
-    return save_tiny(out_dir, "hf_tokenizer", _bert(vocab_size, hidden, layers, heads, positions, 0), tokenizer,
-                     seed, {"tokenizer": BYTE_PAIR, "trained_on": str(train_fasta), "vocab_size": vocab_size,
-                            "hidden": hidden, "layers": layers, "heads": heads})
-
-
-def build_tiny_per_base(out_dir, *, hidden: int = 128, layers: int = 2, heads: int = 4, positions: int = 512,
-                        seed: int = 0):
-    """A small random BERT with one token per base. Like HyenaDNA's tokenizer it puts no
-    token before the sequence and [SEP] after it, so no [CLS] can be assumed."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
-
-    from .tiny import save_tiny
-
-    vocab = {token: i for i, token in enumerate(SPECIALS + list("ACGTN"))}
-
-    def tokenizer(folder):
-        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-        tok.post_processor = processors.TemplateProcessing(single="$A [SEP]", pair="$A [SEP] $B:1 [SEP]:1",
-                                                           special_tokens=[("[SEP]", vocab["[SEP]"])])
-        return _fast(tok)
-
-    return save_tiny(out_dir, "hf_tokenizer", _bert(len(vocab), hidden, layers, heads, positions, 0), tokenizer,
-                     seed, {"tokenizer": PER_BASE, "hidden": hidden, "layers": layers, "heads": heads})

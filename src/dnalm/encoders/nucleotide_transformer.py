@@ -175,27 +175,3 @@ def nt_vocab(k: int = 6) -> list[str]:
     """The NT v1/v2 vocabulary layout: specials, k-mers in ATCG product order, single letters."""
     return (["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>"]
             + ["".join(p) for p in itertools.product("ATCG", repeat=k)] + list("ATCGN"))
-
-
-def build_tiny(out_dir, *, k: int = 6, hidden: int = 128, layers: int = 2, heads: int = 4,
-               positions: int = 512, seed: int = 0):
-    """A small random ESM masked LM with an NT-style vocabulary and EsmTokenizer."""
-    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
-
-    from .tiny import save_tiny
-
-    vocab = nt_vocab(k)
-
-    def tokenizer(folder):
-        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        tok = EsmTokenizer(str(folder / "vocab.txt"))
-        assert len(tok) == len(vocab)
-        return tok
-
-    config = EsmConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                       num_attention_heads=heads, intermediate_size=4 * hidden,
-                       max_position_embeddings=positions + 2,  # positions start after the pad id (1)
-                       pad_token_id=1, mask_token_id=2, position_embedding_type="absolute",
-                       token_dropout=False, emb_layer_norm_before=False)
-    return save_tiny(out_dir, "nucleotide_transformer", lambda: EsmForMaskedLM(config), tokenizer, seed,
-                     {"k": k, "hidden": hidden, "layers": layers, "heads": heads})

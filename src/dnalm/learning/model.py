@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoders import Encoder
-from .encoders.loading import hidden_of
-from .engine import pack_batches, plan_passes, pool_hidden
-from .windows import reverse_complement
+from ..embedding.engine import pack_batches, plan_passes, pool_hidden
+from ..encoders import Encoder
+from ..encoders.loading import hidden_of
+from ..windows.bases import reverse_complement
 
 
 class SequenceClassifier(nn.Module):

@@ -1,4 +1,5 @@
-"""Classification metrics of one split: accuracy, macro-F1, MCC, AUROC, confusion matrix."""
+"""Classification metrics of one split (accuracy, macro-F1, MCC, AUROC, confusion matrix),
+and how metrics and baselines are named where a run prints them."""
 
 from __future__ import annotations
 
@@ -41,3 +42,18 @@ def summary_line(name: str, test: dict) -> str:
     auroc = test.get("auroc")
     return (f"{name}, test split (n={test['n']}): accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  "
             f"MCC {test['mcc']:.3f}  AUROC {'n/a' if auroc is None else f'{auroc:.3f}'}")
+
+
+BASELINE_NAMES = {"gc_logreg": "GC content, logistic regression"}
+
+
+def baseline_label(key: str) -> str:
+    """How a baseline is named in printed lines and the report."""
+    if key.startswith("kmer") and key.endswith("_logreg"):
+        return f"{key.removeprefix('kmer').removesuffix('_logreg')}-mer frequencies, logistic regression"
+    return BASELINE_NAMES.get(key, key)
+
+
+def baseline_keys(metrics: dict) -> list[str]:
+    """The baselines in a baselines/metrics.json, k-mer frequencies first."""
+    return sorted((key for key in metrics if key.endswith("_logreg")), key=lambda k: (k == "gc_logreg", k))

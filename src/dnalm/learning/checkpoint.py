@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_path, write_json_atomic
+from ..io import atomic_path, write_json_atomic
 
 MODEL, BEST, OPTIMIZER, OPTIMIZER_META, STATE = (
     "model.safetensors", "best.safetensors", "optimizer.safetensors", "optimizer.json", "state.json")

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-
-SPLITS = ("train", "val", "test")
+from ..errors import InputError
+from .labels import SPLITS
 
 
 def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .encoders import Encoder, Ragged
-from .encoders.loading import hidden_of
-from .errors import InputError
-from .windows import reverse_complement
+from ..encoders import Encoder, Ragged
+from ..encoders.loading import hidden_of
+from ..errors import InputError
+from ..windows.bases import reverse_complement
 
 
 @dataclass

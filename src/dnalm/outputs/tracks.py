@@ -12,7 +12,7 @@ overlap, leave no gap inside a stretch that called sequences cover, and skip bas
 sequence covers. The bigWig header lists every contig with its .fai length.
 
 Class labels are free text (a BED column, a labels table, a pretrained head's names):
-- `extract.check_label_text` refuses control characters (tab, line breaks, other C0/C1 controls)
+- `inputs.labels.check_label_text` refuses control characters (tab, line breaks, other C0/C1 controls)
   where labels are read, and again here before anything is written:
   they cannot be written into a TSV, BED or track line at all.
 - File names: `track_names` gives each class the label with every character other than
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .extract import check_label_text
-from .io import atomic_dir
+from ..inputs.labels import check_label_text
+from ..io import atomic_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 100

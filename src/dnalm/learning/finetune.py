@@ -18,6 +18,7 @@ the head, so an annotation run reuses both like any other checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -27,20 +28,19 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from ..compute import autocast, pick_device
+from ..embedding.engine import Embedder, EngineSettings
+from ..encoders import Encoder, ModelFolder, family_for, identify
+from ..encoders.loading import save_model_folder
+from ..inputs.regions import read_regions
+from ..inputs.splits import label_sequences
+from ..io import read_parquet, read_provenance
+from ..settings import EncoderSpec, FinetuneSettings
 from .checkpoint import Checkpoint, fingerprint, rng_state
-from .compute import autocast, pick_device
-from .data import WindowSets
-from .encoders import Encoder, EncoderSpec, ModelFolder
-from .encoders.loading import save_model_folder
-from .engine import Embedder, EngineSettings
-from .extract import read_regions
-from .heads import HeadConfig, build_head, predict_proba, save_head
-from .io import read_parquet, read_provenance
-from .metrics import classification_metrics
+from .heads import predict_proba, save_head
 from .model import SequenceClassifier
-from .settings import FinetuneSettings
-from .splits import label_sequences
-from .train import class_weights, warmup_linear_decay, weighted_loss
+from .toolkit import class_weights, head_metrics, new_head, usable_windows, warmup_linear_decay, weighted_loss
+from .windowsets import WindowSets
 
 WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]
 
@@ -59,7 +59,7 @@ class LabelledWindows:
         self.start = table.column("start").to_numpy()
         self.sequences = table.column("sequence").to_pylist()
         self.tokens = tokens_of(self.sequences)
-        self.usable = (table.column("n_fraction").to_numpy() <= max_n_fraction) & (self.tokens > 0)
+        self.usable = usable_windows(table.column("n_fraction").to_numpy(), max_n_fraction, self.tokens)
         self.first = np.searchsorted(self.seq_index, np.arange(len(keep)))
         self.last = np.searchsorted(self.seq_index, np.arange(len(keep)), side="right")
 
@@ -98,45 +98,21 @@ class Finetuner:
             print(f"warning: {note}", file=self.log)
         inputs = [regions_path] + ([labels_path] if labels_path else []) + list(shard_paths)
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec)], inputs))
-        hidden = self.encoder.identity.hidden_size
-        config = HeadConfig(kind=settings.head, class_names=self.sets.class_names, embed_dim=hidden,
-                            pooling=settings.pooling, d_model=settings.d_model, layers=settings.layers,
-                            attention_heads=settings.attention_heads, dropout=settings.dropout,
-                            attention_block=settings.attention_block)
-        head = build_head(config).to(self.device)
-        self._normalise_from(head)
-        self._adapt_encoder()
+        head = new_head(settings.head, settings, self.sets.class_names, self.encoder.identity.hidden_size,
+                        self._training_vectors()).to(self.device)
+        self.encoder.model = adapt_encoder(self.encoder.model, settings, self.log)
         self.classifier = SequenceClassifier(self.encoder, head, settings.pooling, spec.strands).to(self.device)
         self.weights = class_weights(self.sets.y[self.sets.rows("train")], len(self.sets.class_names),
                                      settings.class_weights).to(self.device)
 
-    # ------------------------------------------------------------------ setup
-    def _normalise_from(self, head) -> None:
-        """Standardise window vectors with statistics of the starting encoder's training windows."""
+    def _training_vectors(self) -> np.ndarray:
+        """Window vectors of the starting encoder, of up to 2,000 training windows: the head's
+        input is standardised with their statistics."""
         train = self.sets.rows("train")
         picks = np.concatenate([self.windows.usable_of(s) for s in train])
         if len(picks) > 2000:
             picks = np.sort(self.rng.choice(picks, 2000, replace=False))
-        vectors = self._embed([self.windows.sequences[i] for i in picks])
-        head.normalise.mean.copy_(torch.from_numpy(vectors.mean(0)))
-        head.normalise.std.copy_(torch.from_numpy(vectors.std(0) + 1e-6))
-
-    def _adapt_encoder(self) -> None:
-        model = self.encoder.model
-        if self.settings.lora_r > 0:
-            from peft import LoraConfig, get_peft_model
-
-            model = get_peft_model(model, LoraConfig(r=self.settings.lora_r, lora_alpha=self.settings.lora_alpha,
-                                                     lora_dropout=self.settings.lora_dropout,
-                                                     target_modules="all-linear"))
-            print(f"LoRA rank {self.settings.lora_r}: {sum(p.numel() for p in model.parameters() if p.requires_grad)} "
-                  "trainable encoder weights", file=self.log)
-        if self.settings.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
-            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.encoder.model = model
+        return self._embed([self.windows.sequences[i] for i in picks])
 
     # ------------------------------------------------------------- evaluation
     def _embed(self, sequences: list[str]) -> np.ndarray:
@@ -252,31 +228,34 @@ class Finetuner:
         save_model_folder(model, self.encoder.family.folder, encoder_dir, "dnalm_finetuned.json",
                           {"what": "encoder fine-tuned end to end by dnalm", "base_model": self.spec.model,
                            "head": s.head, "best_epoch": self.state["best_epoch"]})
-        folder = ModelFolder.open(encoder_dir)
-        identity = {**self.encoder.identity.as_dict(), "model": encoder_dir, "model_revision": None,
-                    "model_sha256": folder.weights_sha256(), "tokenizer_sha256": folder.tokenizer_sha256,
-                    "precision": None}
+        # The head reads vectors of the written encoder: its identity, hashed from the folder.
+        written = identify(family_for(ModelFolder.open(encoder_dir), self.encoder.family.name), encoder_dir)
+        space = self.encoder.space.with_encoder(model=written.model, model_revision=None,
+                                                model_sha256=written.model_sha256,
+                                                tokenizer_sha256=written.tokenizer_sha256)
         head = self.classifier.head.cpu()
-        head.config.encoder = identity
+        head.config.encoder = dataclasses.replace(space, precision=None).as_dict()
         save_head(head, head_dir)
-        names = self.sets.class_names
-        metrics = {
-            "head": "finetuned",
-            "kind": s.head,
-            "pooling": s.pooling,
-            "class_names": names,
-            "best_epoch": self.state["best_epoch"],
-            "epochs_run": len(self.state["history"]),
-            "sequences": self.sets.counts(),
-            "validation_source": self.sets.validation_source,
-            "val": classification_metrics(self.sets.y[val_rows], val_proba, names),
-            "test": classification_metrics(self.sets.y[test_rows], test_proba, names),
-            "history": self.state["history"],
-            "encoder": {"base": self.spec.model, "lora_r": s.lora_r, "strands": self.spec.strands},
-        }
-        if self.sets.notes:
-            metrics["notes"] = self.sets.notes
-        if len(test_rows) == 0:
-            metrics["test_note"] = "no sequence is in the test split: test metrics are empty"
+        metrics = head_metrics("finetuned", s.pooling, self.sets, val_proba, test_proba, self.state["best_epoch"],
+                               self.state["history"], kind=s.head,
+                               encoder={"base": self.spec.model, "lora_r": s.lora_r, "strands": self.spec.strands})
         self.checkpoint.remove()
         return metrics
+
+
+def adapt_encoder(model, settings: FinetuneSettings, log):
+    """The encoder as fine-tuning trains it: wrapped in LoRA adapters of rank `lora_r`
+    (peft) when set, with gradient checkpointing when asked and the model supports it."""
+    if settings.lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                                 lora_dropout=settings.lora_dropout, target_modules="all-linear"))
+        print(f"LoRA rank {settings.lora_r}: {sum(p.numel() for p in model.parameters() if p.requires_grad)} "
+              "trainable encoder weights", file=log)
+    if settings.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

@@ -1,4 +1,4 @@
-"""Stage 4 models: classifiers that read a sequence's window vectors.
+"""The heads: classifiers that read a sequence's window vectors.
 
 Both heads take the same batch:
     windows   (batch, max_windows, embed_dim)  float, padded
@@ -33,11 +33,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import InputError
-from .io import atomic_path, write_json_atomic
-from .settings import check_hierarchical_shape
+from ..errors import InputError
+from ..identity import EmbeddingSpace
+from ..io import atomic_path, write_json_atomic
+from ..settings import check_hierarchical_shape
 
 HEAD_KINDS = ("hierarchical", "mean")
+# Windows per batch (padded) that heads are fed in (`windowsets.budget_batches`): 8,192 x
+# 128-dim float32 vectors are 4 MB per activation.
+WINDOW_BUDGET = 8192
 WEIGHTS_FILE = "head.safetensors"
 CONFIG_FILE = "head.json"
 
@@ -144,8 +148,6 @@ class HierarchicalHead(nn.Module):
         checkpointed chunks: backward recomputes one chunk at a time, so the saved activations
         (attention weights and dropout masks, ~55 kB a window) stay those of one chunk, not of
         the whole contig. The dropout masks are replayed exactly (checkpoint keeps the RNG state)."""
-        from .data import WINDOW_BUDGET
-
         per_chunk = max(1, WINDOW_BUDGET // blocks.shape[1])
         if not (torch.is_grad_enabled() and self.training) or len(blocks) <= per_chunk:
             return self.encoder(blocks, src_key_padding_mask=~keep)
@@ -188,17 +190,16 @@ def load_head(folder: str | Path) -> nn.Module:
 
 
 def check_compatible(config: HeadConfig, embed_dim: int, encoder: dict, where: object) -> None:
-    """A head applies only to vectors of the encoder identity it was trained on
-    (family, tokenizer, model hash, hidden size, windows, strands)."""
-    from .encoders import identity_mismatches
-
+    """A head applies only to vectors of the embedding space it was trained on (family,
+    tokenizer, model hash, hidden size, windows, strands)."""
     if embed_dim != config.embed_dim:
         raise InputError(
             f"the head was trained on {config.embed_dim}-dim embeddings but these are {embed_dim}-dim "
             f"(encoder {encoder.get('model')!r})", path=where,
             fix="use a head trained with this encoder, or set encoder.model to the one the head was trained on "
                 f"({config.encoder.get('model')!r})")
-    for key, trained, now in identity_mismatches(config.encoder, encoder)[:1]:
+    trained_on = EmbeddingSpace.from_dict(config.encoder)
+    for key, trained, now in trained_on.differences(EmbeddingSpace.from_dict(encoder))[:1]:
         raise InputError(
             f"the head was trained with {key}={trained!r} but these embeddings have {key}={now!r} "
             f"(trained on encoder {config.encoder.get('model')!r})", path=where,
@@ -219,15 +220,13 @@ def _attention_by_sdpa():
 
 
 def predict_proba(head: nn.Module, data, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
-    """Class probabilities (len(rows), classes) of sequences of a `data.WindowSets`; rows must
+    """Class probabilities (len(rows), classes) of sequences of a `windowsets.WindowSets`; rows must
     have usable windows.
 
     Sequences go through the head sorted by window count, in batches of at most `budget`
     windows, so a batch pads little (outputs do not depend on padding); the result is in
     the order of `rows`.
     """
-    from .data import WINDOW_BUDGET
-
     head.eval()
     rows = np.asarray(rows)
     order = np.argsort(data.counts[rows], kind="stable")

@@ -1,7 +1,7 @@
-"""Stage 2: cut every sequence into overlapping windows and shard them into Parquet.
+"""Cutting every sequence into overlapping windows, written as Parquet shards.
 
-Window rule (shared with genome tiling, `extract.tile_starts`): windows of
-`size` bp every `stride` bp; the last window is right-anchored so the tail is
+Window rule (`tiling.tile_starts`, shared with genome tiling and pretraining): windows
+of `size` bp every `stride` bp; the last window is right-anchored so the tail is
 covered; a sequence shorter than a window gives one short window.
 
 The shard plan depends on sequence lengths only, so the Snakefile computes the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError
-from .extract import tile_starts
-from .fasta import fai_digest, open_fasta
-from .io import PARQUET_OPTIONS, atomic_dir, with_provenance
+from ..inputs.fasta import fai_digest, open_fasta
+from ..io import PARQUET_OPTIONS, atomic_dir, with_provenance
+from ..settings import WindowSpec
+from ..tiling import count_tiles, tile_starts
+from .bases import clean_sequence, reverse_complement
 
 WINDOWS_SCHEMA = pa.schema(
     [
@@ -49,87 +49,15 @@ SEQUENCES_SCHEMA = pa.schema(
     ]
 )
 
-IUPAC_AMBIGUOUS = "RYKMSWBDHVU"
-_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
-
-# Byte classes: 0 = ACGT, 1 = N, 2 = IUPAC ambiguity code, 3 = anything else.
-_CLASS = np.full(256, 3, dtype=np.uint8)
-for _c in b"ACGT":
-    _CLASS[_c] = 0
-_CLASS[ord("N")] = 1
-for _c in IUPAC_AMBIGUOUS.encode():
-    _CLASS[_c] = 2
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    size: int
-    stride: int
-    per_shard: int
-    iupac: str = "error"  # error | as_n
-
-    def check(self) -> None:
-        if self.size < 1 or self.stride < 1 or self.per_shard < 1:
-            raise InputError("windows.size, windows.stride and windows.per_shard must be positive")
-        if self.stride > self.size:
-            raise InputError(
-                f"windows.stride ({self.stride}) is larger than windows.size ({self.size}): "
-                "bases between windows would never be seen",
-                fix="use a stride no larger than the window size")
-        if self.iupac not in ("error", "as_n"):
-            raise InputError(f"windows.iupac is {self.iupac!r}", fix="use 'error' or 'as_n'")
-
-
-def count_windows(lengths: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """Windows per sequence, the same count `tile_starts` gives, vectorised."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    over = np.maximum(lengths - size, 0)
-    return np.where(lengths <= size, 1, -(-over // stride) + 1).astype(np.int64)
-
 
 def plan_shards(lengths: np.ndarray, spec: WindowSpec) -> int:
     """Number of shards for these sequence lengths (at least one)."""
-    total = int(count_windows(lengths, spec.size, spec.stride).sum())
+    total = int(count_tiles(lengths, spec.size, spec.stride).sum())
     return max(1, math.ceil(total / spec.per_shard))
 
 
 def shard_name(index: int) -> str:
     return f"{index:05d}"
-
-
-def clean_sequence(raw: str, policy: str, record: str, fasta: str) -> tuple[str, int]:
-    """Upper-case a sequence and apply the IUPAC policy; reject other letters.
-
-    Returns the cleaned sequence (ACGTN only) and how many ambiguity codes
-    were read as N.
-    """
-    seq = raw.upper()
-    codes = np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)
-    classes = _CLASS[codes]
-    bad = np.flatnonzero(classes == 3)
-    if bad.size:
-        pos = int(bad[0])
-        raise InputError(
-            f"record {record} holds {seq[pos]!r} at offset {pos}, which is not a DNA letter "
-            f"({bad.size} such character(s))",
-            path=fasta, fix="remove gaps/digits/symbols from the sequence; only A, C, G, T, N "
-            "and IUPAC codes are read")
-    ambiguous = np.flatnonzero(classes == 2)
-    if ambiguous.size:
-        if policy == "error":
-            pos = int(ambiguous[0])
-            raise InputError(
-                f"record {record} holds the IUPAC ambiguity code {seq[pos]!r} at offset {pos} "
-                f"({ambiguous.size} in this record); the policy windows.iupac=error rejects them",
-                path=fasta, fix="set windows.iupac: as_n to read IUPAC codes as N (their k-mers "
-                "become [UNK]), or clean the FASTA")
-        table = str.maketrans(IUPAC_AMBIGUOUS, "N" * len(IUPAC_AMBIGUOUS))
-        seq = seq.translate(table)
-    return seq, int(ambiguous.size)
-
-
-def reverse_complement(seq: str) -> str:
-    return seq.translate(_COMPLEMENT)[::-1]
 
 
 class _ShardWriter:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .io import atomic_path, read_parquet, read_provenance  # noqa: E402
+from ..io import atomic_path, read_parquet, read_provenance  # noqa: E402
 
 
 def _save(fig, path: str) -> None:
@@ -24,7 +24,7 @@ def _save(fig, path: str) -> None:
 
 def metrics_table(metrics_paths: dict[str, str], baselines_path: str | None = None) -> pd.DataFrame:
     """One row per head (then per baseline) and split: n, accuracy, macro-F1, MCC, AUROC."""
-    from .baselines import baseline_keys, baseline_label
+    from ..learning.metrics import baseline_keys, baseline_label
 
     def row(name, split, m, **extra):
         return {"head": name, "split": split, "n": m.get("n", 0), "accuracy": m.get("accuracy"),

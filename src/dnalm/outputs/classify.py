@@ -27,7 +27,7 @@ the DAG is static (rules/common.smk) and a job waits only for the shards it read
 
 Memory of a job: its shard's vectors, plus the carried sequence's (earlier shards are
 read one at a time), plus one batch of the head: `heads.predict_proba` batches at most
-`data.WINDOW_BUDGET` windows (a longer sequence goes alone), and the hierarchical head
+`learning.heads.WINDOW_BUDGET` windows (a longer sequence goes alone), and the hierarchical head
 attends within blocks of windows, so memory grows linearly with the longest sequence.
 The rule asks for memory by the longest sequence closing in the shard
 (`closing_widths`, `shard_memory_mb`).
@@ -44,7 +44,7 @@ Per-sequence table (TSV and Parquet), the DESIGN contract:
 Coordinates are 0-based half-open, as in BED. A sequence none of whose windows
 passes the N threshold gets no call (pred_label empty, probabilities NaN).
 
-torch (and heads.py, train.py) are imported by the functions that run the head, not at
+torch (and learning.heads, learning.windowsets) are imported by the functions that run the head, not at
 the top: the Snakefile imports the plan functions when it builds the DAG, without torch.
 """
 
@@ -61,12 +61,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .embed import POOLINGS, check_same_origin, read_embeddings
-from .extract import check_label_text, read_regions
-from .fasta import read_fai
-from .io import atomic_path, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
+from ..embedding.shards import POOLINGS, check_same_origin, read_embeddings
+from ..inputs.fasta import read_fai
+from ..inputs.labels import check_label_text
+from ..inputs.regions import read_regions
+from ..io import atomic_path, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
+from ..settings import WindowSpec
+from ..tiling import count_tiles
+from ..windows.shards import plan_shards
 from .tracks import write_tracks
-from .windows import WindowSpec, count_windows, plan_shards
 
 ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb
 # Provenance keys of a shard's partial result that the final table does not carry.
@@ -83,7 +86,7 @@ def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
     Mirrors how make_windows numbers windows (in sequence order) and cuts shards
     (every `per_shard` windows), from the sequence lengths alone.
     """
-    counts = count_windows(lengths, spec.size, spec.stride)
+    counts = count_tiles(lengths, spec.size, spec.stride)
     ends = np.cumsum(counts)  # per sequence: the window id after its last window
     starts = ends - counts
     n_shards = plan_shards(lengths, spec)
@@ -129,7 +132,7 @@ def classify_jobs(lengths: np.ndarray, spec: WindowSpec, shards_per_job: int) ->
 
 def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
     """For each shard, the most windows of a sequence that closes in it (0: none does)."""
-    counts = count_windows(lengths, spec.size, spec.stride)
+    counts = count_tiles(lengths, spec.size, spec.stride)
     n_shards = plan_shards(lengths, spec)
     closes = np.minimum(np.cumsum(counts) // spec.per_shard, n_shards - 1)  # shard of the window after the last
     widths = np.zeros(n_shards, dtype=np.int64)
@@ -144,7 +147,7 @@ def shard_memory_mb(width: int, attention_heads: int, block: int = 256, base_mb:
     ATTENTION_BYTES per (window, window) pair of its blocks and attention head, i.e.
     width x block pairs, linear in its length (164 MB for a 20,000-window contig with 4
     heads). Heads without attention (`mean`) pass attention_heads=0. The base holds a
-    shard, the process and batches of `data.WINDOW_BUDGET` windows.
+    shard, the process and batches of `learning.heads.WINDOW_BUDGET` windows.
     """
     pairs = width * min(width, block)
     return base_mb + -(-ATTENTION_BYTES * attention_heads * pairs // 2**20)
@@ -195,7 +198,7 @@ def _closing_windows(paths: list[str], pooling: str, final: bool, read=None) -> 
 
 def load_heads(head_dirs, embedding_path: str) -> dict:
     """Every head of the job, checked against the embeddings before any work."""
-    from .heads import check_compatible, load_head
+    from ..learning.heads import check_compatible, load_head
 
     schema, embedded = read_parquet_schema(embedding_path, rule="embed_shard"), read_provenance(embedding_path)
     heads = {}
@@ -216,7 +219,7 @@ def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: f
     `_closing_windows`)."""
     import torch
 
-    from .data import WindowSets
+    from ..learning.windowsets import WindowSets
 
     own = embedding_paths[-1]
     results = {}
@@ -284,7 +287,7 @@ def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fr
 def predict_sequences(head, chunk) -> np.ndarray:
     """(sequences, classes) probabilities of a WindowSets' sequences, NaN rows where no
     window is usable (batched by window budget, `heads.predict_proba`)."""
-    from .heads import predict_proba
+    from ..learning.heads import predict_proba
 
     proba = np.full((len(chunk.seq_index), head.config.n_classes), np.nan, dtype=np.float64)
     rows = np.flatnonzero(chunk.has_usable())

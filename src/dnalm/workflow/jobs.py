@@ -1,6 +1,7 @@
-"""Glue between Snakemake and the package: the job log, the job's threads, user errors
-reported as one clear message instead of a traceback, and the lock that keeps two runs
-out of one results folder."""
+"""Glue between Snakemake and the package inside jobs: the job log, the job's threads,
+user errors reported as one clear message instead of a traceback, the package a job
+imports checked to be the workflow's own, the encoder a job loads, and the lock that
+keeps two runs out of one results folder."""
 
 from __future__ import annotations
 
@@ -13,8 +14,33 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import InputError
-from .threads import limit_threads
+from ..errors import InputError
+from ..settings import EncoderSpec
+from ..threads import limit_threads
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the dnalm package this process imported
+
+
+def check_package_origin(workflow_dir: str | os.PathLike) -> None:
+    """The package a job (or the DAG) imports must be the one in the workflow's own checkout
+    (`src/dnalm`): another installed copy would run other code than the rules were written
+    for, silently. A conda env shared between checkouts (one --conda-prefix) is the usual
+    way to get there."""
+    expected = Path(workflow_dir).resolve() / "src" / "dnalm"
+    if PACKAGE_ROOT != expected:
+        raise InputError(
+            f"this process imports dnalm from {PACKAGE_ROOT}, not from the workflow's own checkout ({expected})",
+            fix=f"install the checkout you run into this environment: pip install --no-deps -e "
+                f"{Path(workflow_dir).resolve()} (for conda envs shared between checkouts, give each checkout its "
+                "own --conda-prefix)")
+
+
+def encoder_spec(snakemake) -> EncoderSpec:
+    """The `EncoderSpec` a job loads: a hub id arrives as the param `hub_id`; a local model as
+    its files (input `encoder`), the tiny one as its folder."""
+    local = Path(snakemake.input.encoder[0]) if snakemake.input.encoder else None
+    model = snakemake.params.hub_id or str(local if local.is_dir() else local.parent)
+    return EncoderSpec(**{**snakemake.params.spec, "model": model})
 
 
 @contextlib.contextmanager
@@ -36,6 +62,7 @@ def step(snakemake):
         sys.stdout = sys.stderr = log
         print(threads_line)
         try:
+            check_package_origin(Path(snakemake.scriptdir).parent)
             yield
         except InputError as err:
             message = f"Error in rule {snakemake.rule}: {err}"

@@ -1,7 +1,8 @@
-"""Stage 3: one shard of windows -> per-window summary ([CLS]) and mean vectors.
+"""The embed_shard job: one shard of windows -> per-window summary ([CLS]) and mean
+vectors; and reading embedding shards back.
 
 Runs on a GPU (bf16) when one is visible, on the CPU otherwise, through the engine
-in `dnalm.engine` for every encoder family. Vectors are stored as float16
+(`engine`) for every encoder family. Vectors are stored as float16
 fixed-size lists keyed by window id, with each window's content-token count (0
 means the window gave no sequence token, e.g. shorter than k: it is never used)
 and the model passes it needed.
@@ -15,11 +16,13 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from .compute import pick_device
-from .encoders import Encoder, EncoderSpec
+from ..compute import pick_device
+from ..encoders import Encoder
+from ..errors import InputError
+from ..identity import EmbeddingSpace
+from ..io import read_parquet, read_provenance, with_provenance, write_table_atomic
+from ..settings import EncoderSpec
 from .engine import Embedder, EngineSettings
-from .errors import InputError
-from .io import read_parquet, read_provenance, with_provenance, write_table_atomic
 
 WINDOW_KEYS = ["window_id", "seq_index", "window_index", "start", "length", "n_fraction"]
 KEY_COLUMNS = WINDOW_KEYS + ["tokens", "passes"]
@@ -54,9 +57,9 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: 
     table = read_parquet(shard_path, columns=WINDOW_KEYS + ["sequence"], rule="make_windows")
     sequences = table.column("sequence").to_pylist()
     settings = settings or EngineSettings()
-    identity = encoder.identity
-    print(f"embedding {len(sequences)} windows of {shard_path} with {spec.model} ({identity.family}, "
-          f"{identity.tokenizer}) on {device} ({identity.precision}, strands {spec.strands}, "
+    space = encoder.space
+    print(f"embedding {len(sequences)} windows of {shard_path} with {spec.model} ({space.encoder.family}, "
+          f"{space.encoder.tokenizer}) on {device} ({space.precision}, strands {spec.strands}, "
           f"{settings.tokens_per_batch} tokens a batch)", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with tqdm(total=len(sequences), desc=f"embed {shard_path}", unit="win", file=sys.stderr,
@@ -69,29 +72,26 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: 
     for matrix in (vectors.summary, vectors.mean):
         flat = pa.array(matrix.astype(np.float16).reshape(-1), type=pa.float16())
         columns.append(pa.FixedSizeListArray.from_arrays(flat, hidden))
-    provenance = {**{k: v for k, v in windows_meta.items() if k != "stage"}, **identity.as_dict(),
+    provenance = {**{k: v for k, v in windows_meta.items() if k != "stage"}, **space.as_dict(),
                   "stage": "embeddings"}
     out = pa.Table.from_arrays(columns, schema=with_provenance(embeddings_schema(hidden), provenance))
     write_table_atomic(out, out_path)
     rate = len(sequences) / elapsed if elapsed > 0 else float("nan")
-    print(f"{len(sequences)} windows on {device} ({identity.precision}) in {elapsed:.1f} s: {rate:.1f} windows/s",
+    print(f"{len(sequences)} windows on {device} ({space.precision}) in {elapsed:.1f} s: {rate:.1f} windows/s",
           file=sys.stderr)
 
 
-# What every shard of one run must share: a head cannot mix vectors of two encoders,
-# window settings or precisions (e.g. `precision: auto` on a node without a GPU).
-SHARED_PROVENANCE = ("family", "model_sha256", "tokenizer_sha256", "precision", "hidden_size", "window_size",
-                     "window_stride", "strands")
-
-
 def check_same_origin(provenance: dict, first: dict, path: str, first_path: str) -> None:
-    for key in SHARED_PROVENANCE:
-        if provenance.get(key) != first.get(key):
-            raise InputError(
-                f"was embedded with {key}={provenance.get(key)!r} but {first_path} with {first.get(key)!r}: "
-                "the shards of one run must come from one encoder setting", path=path,
-                fix="re-run the embeddings with one setting (snakemake --forcerun embed_shard); for precision, set "
-                    "encoder.precision explicitly (auto picks bf16 on GPU nodes and fp32 where no GPU is visible)")
+    """The shards of one run come from one embedding space: a head cannot mix vectors of
+    two encoders, window settings or arithmetics (e.g. `precision: auto` on a node without
+    a GPU)."""
+    for key, now, was in EmbeddingSpace.from_dict(provenance).differences(EmbeddingSpace.from_dict(first),
+                                                                           same_arithmetic=True)[:1]:
+        raise InputError(
+            f"was embedded with {key}={now!r} but {first_path} with {was!r}: "
+            "the shards of one run must come from one encoder setting", path=path,
+            fix="re-run the embeddings with one setting (snakemake --forcerun embed_shard); for precision, set "
+                "encoder.precision explicitly (auto picks bf16 on GPU nodes and fp32 where no GPU is visible)")
 
 
 def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarray, dict]:

@@ -1,5 +1,5 @@
-"""Sequences as batches of their windows, for the heads: training, fine-tuning and
-classification all read them the same way.
+"""Sequences as batches of their window vectors, for the heads: training, fine-tuning
+and classification all read them the same way.
 
 A batch is what every head takes:
     windows   (batch, max_windows, dim)  float, padded
@@ -14,10 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .embed import read_embeddings
-
-# Windows per batch (padded): 8,192 x 128-dim float32 vectors are 4 MB per activation.
-WINDOW_BUDGET = 8192
+from ..embedding.shards import read_embeddings
+from .heads import WINDOW_BUDGET
+from .toolkit import usable_windows
 
 
 def budget_batches(counts: np.ndarray, rows: np.ndarray, budget: int = WINDOW_BUDGET) -> list[np.ndarray]:
@@ -58,9 +57,8 @@ class WindowSets:
         self.counts = counts.astype(np.int64)
         stride = float(provenance.get("window_stride", 1))
         self.positions = keys.column("start").to_numpy().astype(np.float32) / stride
-        # Usable: few enough N, and at least one sequence token (a window shorter than k has none).
-        has_tokens = keys.column("tokens").to_numpy() > 0
-        self.usable = (keys.column("n_fraction").to_numpy() <= max_n_fraction) & has_tokens
+        self.usable = usable_windows(keys.column("n_fraction").to_numpy(), max_n_fraction,
+                                     keys.column("tokens").to_numpy())
         self.embed_dim = matrix.shape[1]
 
     @classmethod

@@ -25,8 +25,8 @@ from typing import NamedTuple
 import pysam
 import pysam.libcbgzf
 
-from .errors import InputError
-from .io import atomic_path, write_json_atomic
+from ..errors import InputError
+from ..io import atomic_path, write_json_atomic
 
 
 class FaiRecord(NamedTuple):

@@ -26,16 +26,16 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from ..compute import autocast, pick_device
+from ..embedding.engine import plan_passes
+from ..encoders import Encoder, Ragged
+from ..encoders.loading import save_model_folder
+from ..errors import InputError
+from ..inputs.fasta import check_pretrain_lengths, open_fasta, read_fai
+from ..settings import EncoderSpec, PretrainSettings
+from ..tiling import tile_starts
 from .checkpoint import Checkpoint, fingerprint, rng_state
-from .compute import autocast, pick_device
-from .encoders import Encoder, EncoderSpec, Ragged
-from .encoders.loading import save_model_folder
-from .engine import plan_passes
-from .errors import InputError
-from .extract import tile_starts
-from .fasta import check_pretrain_lengths, open_fasta, read_fai
-from .settings import PretrainSettings
-from .train import warmup_linear_decay
+from .toolkit import warmup_linear_decay
 
 _NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
 _TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))  # IUPAC codes and anything else read as N

@@ -1,7 +1,7 @@
 """Honest baselines in every labelled run: does the language model add anything?
 
 Two models any bioinformatician would try first, trained and scored on exactly the
-heads' splits (`splits.label_sequences`, same seed and validation cut):
+heads' splits (`inputs.splits.label_sequences`, same seed and validation cut):
 - a logistic regression on k-mer frequencies (k = 6 by default; features
   standardised, the regularisation C chosen on the validation split);
 - a logistic regression on GC content alone.
@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .encoders.base import BASE_CODE  # A=0 C=1 G=2 T=3, 4 = N (or any other byte)
-from .extract import read_regions
-from .io import read_parquet
+from ..encoders.base import BASE_CODE  # A=0 C=1 G=2 T=3, 4 = N (or any other byte)
+from ..inputs.regions import read_regions
+from ..inputs.splits import label_sequences
+from ..io import read_parquet
 from .metrics import classification_metrics
-from .splits import label_sequences
+from .toolkit import usable_windows
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -65,7 +66,7 @@ def _usable(shard_paths: list[str], n_sequences: int, max_n_fraction: float) -> 
     usable = np.zeros(n_sequences, dtype=bool)
     for path in shard_paths:
         table = read_parquet(path, columns=["seq_index", "n_fraction"], rule="make_windows")
-        ok = table.column("n_fraction").to_numpy() <= max_n_fraction
+        ok = usable_windows(table.column("n_fraction").to_numpy(), max_n_fraction)
         usable[table.column("seq_index").to_numpy()[ok]] = True
     return usable
 
@@ -125,18 +126,3 @@ def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | 
     if sets.notes:
         result["notes"] = sets.notes
     return result
-
-
-BASELINE_NAMES = {"gc_logreg": "GC content, logistic regression"}
-
-
-def baseline_label(key: str) -> str:
-    """How a baseline is named in printed lines and the report."""
-    if key.startswith("kmer") and key.endswith("_logreg"):
-        return f"{key.removeprefix('kmer').removesuffix('_logreg')}-mer frequencies, logistic regression"
-    return BASELINE_NAMES.get(key, key)
-
-
-def baseline_keys(metrics: dict) -> list[str]:
-    """The baselines in a baselines/metrics.json, k-mer frequencies first."""
-    return sorted((key for key in metrics if key.endswith("_logreg")), key=lambda k: (k == "gc_logreg", k))

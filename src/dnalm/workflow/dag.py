@@ -1,0 +1,219 @@
+"""The plan of a run, made when Snakemake builds the DAG (rules/common.smk calls
+`plan_run` once): the settings, the input plan, the shard and classification-job plans,
+the encoder chain, and every check that can refuse bad input before any job runs (a GPU
+hour on a cluster is the expensive part). Imports no torch.
+
+The encoder chain: the configured model -> [pretrain] -> [finetune] -> embeddings. Each
+step hands the next a model folder (a directory output) like any checkpoint; a local model
+reaches jobs through its files (rule inputs, so replacing its weights re-runs what depends
+on them), a hub id, which has no local path to track, through a param.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..encoders import identify, is_local, preflight, window_fit
+from ..encoders.tiny import planned_identity, tiny_positions, tiny_window_limits
+from ..errors import InputError
+from ..identity import EmbeddingSpace
+from ..inputs.fasta import check_pretrain_lengths, ensure_fasta_index, is_plain_gzip, reference_dir
+from ..inputs.plan import InputPlan, plan_inputs
+from ..inputs.sources import RegionSource, source_for
+from ..inputs.splits import check_training_classes
+from ..outputs.classify import ClassifyJob, classify_jobs
+from ..settings import RunSettings, check_hierarchical_shape, check_lora_rank, from_config
+from ..windows.shards import plan_shards, shard_name
+from .jobs import check_run_folder
+
+
+@dataclass
+class EncoderChain:
+    """Which model each encoder-loading rule starts from, as files (a local model or the
+    previous step's folder) or a hub id."""
+
+    note: str  # said once when the DAG is built ("" when there is nothing to say)
+    space: EmbeddingSpace  # what the embeddings will be, as far as it is known before any job
+    model_dir: str  # the configured model's folder (or hub id), or where build_tiny_encoder writes it
+    model_files: list[str]  # what pretrain (else finetune, else embed_shard) reads
+    hub_id: str
+    base_files: list[str] = field(default_factory=list)  # what finetune starts from
+    base_hub_id: str = ""
+    embed_files: list[str] = field(default_factory=list)  # what embed_shard embeds with
+    embed_hub_id: str = ""
+
+
+@dataclass
+class RunPlan:
+    settings: RunSettings
+    outdir: str
+    logdir: str
+    source: RegionSource
+    inputs: InputPlan
+    shards: list[str]
+    classify_jobs: list[ClassifyJob]
+    encoder: EncoderChain
+    heads: list[str]  # every head that classifies: trained ones, `finetuned`, or `pretrained`
+    head_dirs: dict[str, str]
+    pretrained_head: dict = field(default_factory=dict)  # its head.json, in an annotation run
+    pretrain_fastas: list[str] = field(default_factory=list)
+
+    @property
+    def trained_heads(self) -> list[str]:
+        return [] if self.settings.annotating else self.heads
+
+    @property
+    def finetune(self) -> bool:
+        return self.settings.finetune_active and not self.settings.annotating
+
+    @property
+    def pretrain(self) -> bool:
+        return self.settings.pretrain_active
+
+    @property
+    def classify_groups(self) -> list[str]:
+        return [shard_name(i) for i in range(len(self.classify_jobs))]
+
+    @property
+    def fasta(self) -> str:
+        """The FASTA the jobs read: the configured one, or under <outdir>/reference/ a symlink
+        to it with an index (read-only folder) or the bgzip copy rule bgzip_fasta makes of
+        plain gzip."""
+        return self.inputs.fasta.path
+
+    @property
+    def attention(self) -> tuple[int, int]:
+        """(attention heads, windows per attention block) of the hierarchical head that
+        classifies this run ((0, 0) when none does): a classification job's memory."""
+        if self.settings.annotating:
+            head = self.pretrained_head
+            return (head.get("attention_heads", 0), head.get("attention_block", 256)) \
+                if head.get("kind") == "hierarchical" else (0, 0)
+        if trains_hierarchical(self.settings, self.heads):
+            shape = self.settings.train
+            return shape.attention_heads, shape.attention_block
+        return 0, 0
+
+
+def trains_hierarchical(settings: RunSettings, heads: list[str]) -> bool:
+    """A head this run trains is hierarchical: the frozen one, or the fine-tuned model's."""
+    return "hierarchical" in heads or ("finetuned" in heads and settings.finetune.head == "hierarchical")
+
+
+def plan_run(config: dict) -> RunPlan:
+    """Everything the rules need, checked; any bad input is one InputError."""
+    settings = from_config(config)
+    outdir = check_run_folder(settings.outdir, "outdir")
+    logdir = check_run_folder(settings.logdir, "logdir")
+    settings.windows.check()
+    source = source_for(settings.input)
+    # The shard plan comes from sequence lengths, so the DAG is static and a dry run shows
+    # every embedding job. The input plan is read back from its cache while the inputs are
+    # unchanged (inputs.plan).
+    inputs = plan_inputs(source, outdir)
+    shards = [shard_name(i) for i in range(plan_shards(inputs.lengths, settings.windows))]
+    jobs = classify_jobs(inputs.lengths, settings.windows, settings.classify.shards_per_job)
+    encoder = _encoder_chain(settings, outdir)
+    pretrained = _check_pretrained_head(settings, outdir, encoder.space) if settings.annotating else {}
+    heads = ["pretrained"] if settings.annotating else _trained_heads(settings, source, inputs)
+    plan = RunPlan(settings, outdir, logdir, source, inputs, shards, jobs, encoder, heads,
+                   {head: settings.classify.pretrained_head if head == "pretrained" else f"{outdir}/heads/{head}"
+                    for head in heads}, pretrained)
+    plan.pretrain_fastas = _pretrain_fastas(settings, plan.fasta, outdir) if plan.pretrain else [plan.fasta]
+    _chain_steps(plan)
+    return plan
+
+
+def _encoder_chain(settings: RunSettings, outdir: str) -> EncoderChain:
+    """The configured model, checked from its files (no torch): it exists, ships no code
+    the user did not allow, its weights are whole, and a window fits it."""
+    enc, windows = settings.encoder, settings.windows
+    if enc.source == "tiny":
+        tiny = enc.tiny
+        note = window_fit(windows.size, tiny_window_limits(tiny.family, tiny.kmer), tiny_positions(tiny.family),
+                          f"tiny {tiny.family}", "encoder.tiny")
+        identity = planned_identity(tiny)
+        model_dir = f"{outdir}/encoder/tiny"
+        files = [model_dir]  # a directory() output of build_tiny_encoder
+    else:
+        # A missing/unfit model, an uncached hub id, or remote code not allowed stops the run here.
+        family, note = preflight(enc.spec, windows.size, masked_lm=settings.pretrain_active)
+        identity = identify(family, enc.spec.model, enc.spec.revision, hash_weights=False)
+        model_dir = enc.spec.model
+        # Local files are inputs, so replacing the weights or tokenizer re-runs the embeddings.
+        files = [str(p) for p in family.folder.tracked_files()] if is_local(model_dir) else []
+    space = EmbeddingSpace(identity, windows.size, windows.stride, enc.spec.strands)
+    return EncoderChain(note, space, model_dir, files, "" if files else model_dir)
+
+
+def _chain_steps(plan: RunPlan) -> None:
+    chain = plan.encoder
+    chain.base_files, chain.base_hub_id = chain.model_files, chain.hub_id
+    if plan.pretrain:
+        chain.base_files, chain.base_hub_id = [f"{plan.outdir}/pretrain/encoder"], ""
+    chain.embed_files, chain.embed_hub_id = chain.base_files, chain.base_hub_id
+    if plan.finetune:
+        chain.embed_files, chain.embed_hub_id = [f"{plan.outdir}/finetune/encoder"], ""
+        check_lora_rank(plan.settings.finetune.lora_r, chain.space.encoder.hidden_size)
+
+
+def _check_pretrained_head(settings: RunSettings, outdir: str, space: EmbeddingSpace) -> dict:
+    """An annotation run's head, checked against what the embeddings will be, before any job."""
+    folder = settings.classify.pretrained_head
+    if Path(folder).resolve().is_relative_to(Path(f"{outdir}/heads").resolve()):
+        raise InputError(
+            f"classify.pretrained_head lies inside this run's own heads folder ({outdir}/heads), which this "
+            "run would train and overwrite", path=folder,
+            fix="give the annotation run its own outdir, or copy the head elsewhere first")
+    if not (Path(folder) / "head.json").exists():
+        raise InputError("no trained head here (head.json missing)", path=folder,
+                         fix="set classify.pretrained_head to a results/heads/<kind> folder of a labelled run")
+    # Checked here, not after every embedding job: the head must read vectors like the ones it was trained on.
+    head = json.loads((Path(folder) / "head.json").read_text())
+    trained = EmbeddingSpace.from_dict(head.get("encoder", {}))
+    for key, was, now in trained.differences(space)[:1]:
+        raise InputError(
+            f"the head was trained on embeddings with {key}={was!r}, but this run's encoder and windows give "
+            f"{key}={now!r}", path=f"{folder}/head.json",
+            fix=f"run with the encoder and window settings the head was trained with (encoder "
+                f"{trained.encoder.model!r}), or train a head for this setting")
+    return head
+
+
+def _trained_heads(settings: RunSettings, source: RegionSource, inputs: InputPlan) -> list[str]:
+    """The heads a labelled run trains, after what can be checked before any (GPU) job:
+    labels, two classes to train on, a head shape that builds."""
+    if not inputs.labelled:
+        raise InputError(
+            f"No sequence has a label, so no head can be trained (input mode {source.mode})",
+            fix="give labels (BED label column, or input.labels for a FASTA), or set classify.pretrained_head "
+                "to annotate with a trained head")
+    heads = list(settings.heads) + (["finetuned"] if settings.finetune_active else [])
+    if not heads:
+        raise InputError("heads.train is empty and finetune.activate is false: nothing would classify",
+                         fix="list heads in heads.train (hierarchical, mean) or set finetune.activate: true")
+    for note in check_training_classes(inputs.classes["train"], inputs.classes["other"],
+                                       source.label_file or None):
+        print(f"note: {note}", file=sys.stderr)
+    if trains_hierarchical(settings, heads):
+        check_hierarchical_shape(settings.train.d_model, settings.train.attention_heads)
+    return heads
+
+
+def _pretrain_fastas(settings: RunSettings, run_fasta: str, outdir: str) -> list[str]:
+    """The FASTAs pretraining reads, their indexes checked now (rebuilt under <outdir>/reference/
+    when their folder is read-only), not in the GPU job; at least one window long."""
+    fastas = []
+    for source in settings.pretrain_fasta or ():
+        if Path(source).is_file() and is_plain_gzip(Path(source)):
+            raise InputError(
+                "pretrain.fasta is compressed with plain gzip, which cannot be read at random", path=source,
+                fix=f"recompress it with bgzip (zcat {source} | bgzip > {Path(source).with_suffix('')}.bgz.gz) "
+                    "and list that file")
+        fastas.append(str(ensure_fasta_index(source, reference_dir(outdir))))
+    fastas = fastas or [run_fasta]
+    check_pretrain_lengths(fastas, settings.windows.size)
+    return fastas
