@@ -9,12 +9,12 @@ Rows (sections, `--only` names them):
             real E. coli windows (512 bp every 256 bp); ids asserted equal.
   embed     tokenize + model + pooled vectors in one process, 1 thread: the naive tutorial path
             (HF tokenizer on joined k-mers, padding to 512, eager attention, fp32, [CLS]) against
-            `dnalm.engine.Embedder` in fp32 and bf16, and bf16 against fp32 vectors; then
+            `dnalm.embedding.engine.Embedder` in fp32 and bf16, and bf16 against fp32 vectors; then
             `strands="both"` against `"single"` (reverse-complement averaging).
-  classify  a random-weight head (`dnalm.heads`) applied through `dnalm.data.WindowSets` +
+  classify  a random-weight head (`dnalm.learning.heads`) applied through `dnalm.learning.windowsets.WindowSets` +
             `predict_proba` (the per-window compute of classification; no Parquet reading), on
             synthetic 128-dim vectors laid out as sequences of 3-40 windows and as 100-kb tiles.
-  extract   tiling + `dnalm.windows.write_shards` of a generated 250 Mbp bgzip chromosome, in
+  extract   tiling + `dnalm.windows.shards.write_shards` of a generated 250 Mbp bgzip chromosome, in
             a child process (peak RSS from getrusage).
   plan      `snakemake -n` of a GRCh38-sized whole-genome tiling (3,025 contigs, 3.3 Gbp).
   gpu       a DNABERT-base-sized random encoder through the engine in bf16, against the card's
@@ -114,7 +114,8 @@ def same_ids(ours, hf_ids: np.ndarray, hf_mask: np.ndarray) -> bool:
 def bench_tokenize(args, tmp: Path) -> list[Row]:
     from transformers import AutoTokenizer, BertTokenizer
 
-    from dnalm.encoders import ModelFolder, build_tiny_encoder, family_for
+    from dnalm.encoders import ModelFolder, family_for
+    from dnalm.encoders.tiny import build_tiny_encoder
 
     shape = dict(hidden=32, layers=1, heads=2)  # only the tokenizer matters here
     cases = [
@@ -177,8 +178,10 @@ def bench_embed(args, tmp: Path) -> list[Row]:
     import transformers
     from transformers import AutoModel, BertTokenizer
 
-    from dnalm.encoders import Encoder, EncoderSpec, build_tiny_encoder
-    from dnalm.engine import Embedder, EngineSettings
+    from dnalm.embedding.engine import Embedder, EngineSettings
+    from dnalm.encoders import Encoder
+    from dnalm.encoders.tiny import build_tiny_encoder
+    from dnalm.settings import EncoderSpec
 
     transformers.logging.set_verbosity_error()
     folder = build_tiny_encoder(tmp / "bert_4x256", "dnabert", hidden=256, layers=4, heads=4)
@@ -257,15 +260,14 @@ def window_layout(n_windows: int, low: int, high: int, rng):
 
 
 def bench_classify(args, tmp: Path) -> list[Row]:
-    from dnalm.heads import HeadConfig, build_head
-    from dnalm.data import WindowSets
-    from dnalm.heads import predict_proba
-    from dnalm.windows import count_windows
+    from dnalm.learning.heads import HeadConfig, build_head, predict_proba
+    from dnalm.learning.windowsets import WindowSets
+    from dnalm.tiling import count_tiles
 
     rng = np.random.default_rng(0)
     n, dim = args.classify_windows, 128
     matrix = rng.standard_normal((n, dim)).astype(np.float32)
-    tile_windows = int(count_windows(np.array([100_000]), 512, 256)[0])
+    tile_windows = int(count_tiles(np.array([100_000]), 512, 256)[0])
     layouts = {"sequences of 3-40 windows": (3, 40), f"100-kb tiles ({tile_windows} windows each)":
                (tile_windows, tile_windows)}
     rows = []
@@ -288,11 +290,13 @@ def bench_classify(args, tmp: Path) -> list[Row]:
 
 _EXTRACT_CHILD = """
 import json, resource, sys, time
-from dnalm.extract import RegionSource, load_regions, write_coordinates
-from dnalm.windows import WindowSpec, plan_shards, write_shards
+from dnalm.inputs.regions import write_coordinates
+from dnalm.inputs.sources import load_regions
+from dnalm.settings import InputSettings, WindowSpec
+from dnalm.windows.shards import plan_shards, write_shards
 fasta, out = sys.argv[1], sys.argv[2]
 started = time.perf_counter()
-regions = load_regions(RegionSource(mode="tiles", reference=fasta, tile_length=100_000, tile_step=100_000))
+regions = load_regions(InputSettings(mode="tiles", reference=fasta, tile_length=100_000, tile_step=100_000))
 write_coordinates(regions, out + "/regions/regions.parquet", {"stage": "regions"})
 spec = WindowSpec(size=512, stride=256, per_shard=10_000)
 shards = write_shards(regions, fasta, spec, out + "/windows", plan_shards(regions["length"].to_numpy(), spec))
@@ -441,7 +445,7 @@ def check_n_fasta(tmp: Path) -> None:
 
 
 def bench_plan(args, tmp: Path) -> list[Row]:
-    from dnalm.heads import HeadConfig, build_head, save_head
+    from dnalm.learning.heads import HeadConfig, build_head, save_head
 
     check_n_fasta(tmp / "n_check")
     contigs = grch38_like()
@@ -515,8 +519,10 @@ def bench_gpu(args, tmp: Path) -> list[Row]:
     import torch
 
     from dnalm.compute import pick_device
-    from dnalm.encoders import Encoder, EncoderSpec, build_tiny_encoder
-    from dnalm.engine import Embedder, EngineSettings
+    from dnalm.embedding.engine import Embedder, EngineSettings
+    from dnalm.encoders import Encoder
+    from dnalm.encoders.tiny import build_tiny_encoder
+    from dnalm.settings import EncoderSpec
 
     device = pick_device(args.device)  # the one place the device is chosen
     if not device.startswith("cuda"):

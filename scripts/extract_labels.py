@@ -7,6 +7,6 @@ from dnalm.workflow.jobs import step
 
 with step(snakemake):
     regions = read_regions(snakemake.input.regions)
-    labels = source_for(InputSettings.from_section(snakemake.params.source)).labels(regions)
+    labels = source_for(InputSettings.from_section(snakemake.params.source), check=False).labels(regions)
     write_labels(labels, snakemake.output[0])
     print(f"{int(labels['label'].notna().sum())} of {len(labels)} sequences labelled")

@@ -12,19 +12,28 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from helpers.data import ECOLI, PHIX, read_records, write_fasta
+from helpers.workflow import Workdir
 
-from conftest import Workdir
-from dnalm.classify import (classify, classify_jobs, classify_shard, classify_shards, closing_widths, gather,
-                            prediction_table, shard_memory_mb,
-                            shard_reads, write_tables)
-from dnalm.embed import read_embeddings
-from dnalm.extract import read_regions
-from dnalm.heads import load_head
+from dnalm.embedding.shards import read_embeddings
+from dnalm.inputs.regions import read_regions
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.data import WindowSets
-from dnalm.heads import predict_proba
-from dnalm.windows import WindowSpec, count_windows
-from helpers_unit import ECOLI, PHIX, read_records, write_fasta
+from dnalm.learning.heads import load_head, predict_proba
+from dnalm.learning.windowsets import WindowSets
+from dnalm.outputs.classify import (
+    classify,
+    classify_jobs,
+    classify_shard,
+    classify_shards,
+    closing_widths,
+    gather,
+    prediction_table,
+    shard_memory_mb,
+    shard_reads,
+    write_tables,
+)
+from dnalm.settings import WindowSpec
+from dnalm.tiling import count_tiles
 
 
 def single_pass(head, paths: list[str], n_sequences: int, max_n_fraction: float = 0.5) -> np.ndarray:
@@ -60,7 +69,7 @@ def prob_columns(path) -> np.ndarray:
 def brute_force_plan(lengths, spec) -> tuple[list[list[int]], list[int]]:
     """Window by window: which shard each sequence closes in, the shards of its windows, and
     per shard the most windows of a sequence closing there."""
-    counts = count_windows(lengths, spec.size, spec.stride)
+    counts = count_tiles(lengths, spec.size, spec.stride)
     shard_of = np.arange(int(counts.sum())) // spec.per_shard  # per window id
     n_shards = int(shard_of[-1]) + 1
     seq_of = np.repeat(np.arange(len(lengths)), counts)
@@ -235,7 +244,7 @@ def test_windows_without_sequence_tokens_are_not_usable():
     """A window that gave the encoder no sequence token (fewer than k bases) must not produce a call."""
     import pyarrow as pa
 
-    from dnalm.data import WindowSets
+    from dnalm.learning.windowsets import WindowSets
 
     keys = pa.table({"seq_index": pa.array([0, 1, 1], pa.int64()), "start": pa.array([0, 0, 256], pa.int64()),
                      "length": pa.array([3, 512, 300], pa.int32()), "tokens": pa.array([0, 507, 295], pa.int32()),
@@ -272,13 +281,13 @@ def test_jobs_of_several_shards_equal_one_shard_a_job(long_run, tmp_path):
 def test_a_job_of_several_shards_reads_each_shard_once(long_run, tmp_path, monkeypatch):
     """A carried sequence is read back from the shard before; in a job of several shards that
     shard was just read, so each shard of the job is read once."""
-    import dnalm.classify
+    import dnalm.outputs.classify
 
     wd, head_dir = long_run
     paths = sorted(str(p) for p in wd.root.glob("results/embeddings/shard_*.parquet"))
     reads = []
-    real = dnalm.classify.read_embeddings
-    monkeypatch.setattr(dnalm.classify, "read_embeddings", lambda ps, pooling: reads.append(ps) or real(ps, pooling))
+    real = dnalm.outputs.classify.read_embeddings
+    monkeypatch.setattr(dnalm.outputs.classify, "read_embeddings", lambda ps, pooling: reads.append(ps) or real(ps, pooling))
     classify_shards(paths, len(paths), {str(head_dir): str(tmp_path / "all.parquet")}, 0.5, final=True)
     assert sorted(p for ps in reads for p in ps) == paths  # 4 shards, 3 of them carrying a sequence on
 

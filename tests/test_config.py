@@ -7,9 +7,8 @@ import copy
 import re
 
 import yaml
+from helpers.workflow import REPO
 from snakemake.utils import validate
-
-from conftest import REPO
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 # The demo's departures from the defaults: CPU-sized fine-tuning.
@@ -58,22 +57,58 @@ def test_every_key_is_documented():
     assert not undocumented, undocumented
 
 
-def test_package_defaults_are_the_schema_defaults():
-    """The settings dataclasses (what a library user gets) and the schema (what a workflow
-    user gets) must not drift apart."""
-    from dataclasses import fields
+def test_defaults_fill_a_config_as_the_schema_validation_does():
+    """settings.complete (the package's defaults) fills exactly what Snakemake's validation fills."""
+    from dnalm.settings import complete
 
-    from dnalm.settings import FinetuneSettings, PretrainSettings, TrainSettings
+    for given in ({}, yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                  {"input": {"mode": "tiles", "tiles": {"length": 5000}}, "heads": {"train": ["mean"]}}):
+        validated = copy.deepcopy(given)
+        validate(validated, str(REPO / "config" / "schema.yaml"))
+        assert complete(given) == validated
 
-    config: dict = {}
-    validate(config, str(REPO / "config" / "schema.yaml"))
-    heads = config["heads"]
-    shared = {**heads["hierarchical"], "pooling": heads["pooling"], "max_n_fraction": heads["max_n_fraction"],
-              **{k: heads["training"][k] for k in ("val_fraction", "class_weights", "seed")}}
-    finetune = {k: v for k, v in config["finetune"].items() if k not in ("activate", "lora")}
-    finetune.update({f"lora_{k}": v for k, v in config["finetune"]["lora"].items()})
-    for cls, expected in [(TrainSettings, {**heads["training"], **shared}),
-                          (FinetuneSettings, {**shared, **finetune}),
-                          (PretrainSettings, config["pretrain"])]:
-        for f in fields(cls):
-            assert getattr(cls(), f.name) == expected[f.name], (cls.__name__, f.name)
+
+def _leaves(config: dict, prefix=()):
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
+
+
+def test_every_config_key_reaches_the_settings():
+    """from_config reads every key of the schema: changing any one changes the settings."""
+    from dataclasses import asdict
+
+    from dnalm.settings import complete, from_config
+
+    base = asdict(from_config({}))
+    for path in _leaves(complete({})):
+        config = complete({})
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = ["changed"] if isinstance(node[path[-1]], list) else "changed"
+        assert asdict(from_config(config)) != base, ".".join(path)
+
+
+def test_settings_defaults_are_the_schema_defaults():
+    """The settings classes take their field defaults from the schema, so a library user gets
+    what a workflow user gets."""
+    from dnalm.settings import (ClassifySettings, EncoderSpec, FinetuneSettings, InputSettings, PretrainSettings,
+                                TinyEncoder, TrainSettings, WindowSpec, from_config)
+
+    run = from_config({})
+    assert (run.input, run.windows, run.encoder.spec, run.encoder.tiny, run.train, run.finetune, run.pretrain,
+            run.classify) == (InputSettings(), WindowSpec(), EncoderSpec(), TinyEncoder(), TrainSettings(),
+                              FinetuneSettings(), PretrainSettings(), ClassifySettings())
+
+
+def test_unknown_keys_are_refused():
+    import pytest
+
+    from dnalm.errors import InputError
+    from dnalm.settings import from_config
+
+    with pytest.raises(InputError, match="unknown config key.*heads.trainig"):
+        from_config({"heads": {"trainig": {}}})

@@ -10,12 +10,15 @@ import numpy as np
 import pysam
 import pytest
 import torch
+from helpers.models import TINY_SHAPE
+from helpers.workflow import REPO
 
 from dnalm.compute import pick_device
-from dnalm.encoders import Encoder, EncoderSpec, build_tiny_encoder
-from dnalm.engine import Embedder, EngineSettings, pack_batches, plan_passes, reverse_complement
-
-from conftest import REPO, TINY_SHAPE
+from dnalm.embedding.engine import Embedder, EngineSettings, pack_batches, plan_passes
+from dnalm.encoders import Encoder
+from dnalm.encoders.tiny import build_tiny_encoder
+from dnalm.settings import EncoderSpec
+from dnalm.windows.bases import reverse_complement
 
 FAMILIES = ["dnabert", "nucleotide_transformer", "bpe", "per_base"]
 
@@ -157,7 +160,7 @@ def test_bf16_matches_fp32_closely_and_is_recorded(tiny_models, phix):
     out = {}
     for precision in ("fp32", "bf16"):
         encoder = Encoder.load(EncoderSpec(str(tiny_models["dnabert"]), precision=precision), 512, 256)
-        assert encoder.identity.precision == {"fp32": "float32", "bf16": "bfloat16"}[precision]
+        assert encoder.space.precision == {"fp32": "float32", "bf16": "bfloat16"}[precision]
         out[precision] = Embedder(encoder).embed(windows(phix))
     for name in ("summary", "mean"):
         fp32, bf16 = getattr(out["fp32"], name), getattr(out["bf16"], name)
@@ -169,7 +172,7 @@ def test_bf16_matches_fp32_closely_and_is_recorded(tiny_models, phix):
 def test_auto_precision_is_fp32_on_cpu_and_device_falls_back(tiny_models):
     assert pick_device("auto") in ("cpu", "cuda")
     encoder = Encoder.load(EncoderSpec(str(tiny_models["dnabert"])), 512, 256, "cpu")
-    assert encoder.identity.precision == "float32"
+    assert encoder.space.precision == "float32"
 
 
 @pytest.fixture(scope="module")

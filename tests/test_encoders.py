@@ -12,20 +12,14 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers.data import PHIX, VOCAB6, read_records
 from transformers import AutoTokenizer, BertTokenizer
 
-from dnalm.encoders import (
-    Encoder,
-    EncoderSpec,
-    ModelFolder,
-    family_for,
-    preflight,
-    tiny_identity,
-    tiny_window_limits,
-)
+from dnalm.encoders import Encoder, ModelFolder, family_for, preflight
 from dnalm.encoders.dnabert import KmerTokenizer, kmer_vocab, vocab_k
+from dnalm.encoders.tiny import planned_identity, tiny_window_limits
 from dnalm.errors import InputError
-from helpers_unit import PHIX, VOCAB6, read_records
+from dnalm.settings import EncoderSpec, TinyEncoder
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -219,8 +213,9 @@ def test_tiny_identity_and_limits_match_the_built_models(tiny_models):
     for name, path in tiny_models.items():
         folder = ModelFolder.open(str(path))
         family = family_for(folder)
-        known = tiny_identity({"family": name, "kmer": 6, "hidden": 32})
-        assert known == {"family": family.name, "tokenizer": family.tokenizer_name, "hidden_size": folder.hidden_size}
+        known = planned_identity(TinyEncoder(family=name, kmer=6, hidden=32))
+        assert (known.family, known.tokenizer, known.hidden_size) == (family.name, family.tokenizer_name,
+                                                                      folder.hidden_size)
         always, most = tiny_window_limits(name, 6)
         assert family.window_limits()[0] == always
         if most is not None:
@@ -323,7 +318,7 @@ def test_folder_without_any_tokenizer_is_one_clear_error(tiny_models, tmp_path):
 
 def test_loaded_identity_names_family_tokenizer_and_hashes(tiny_models):
     encoder = Encoder.load(EncoderSpec(str(tiny_models["nucleotide_transformer"]), strands="both"), 600, 300)
-    identity = encoder.identity.as_dict()
+    identity = encoder.space.as_dict()
     assert identity["family"] == "nucleotide_transformer" and identity["tokenizer"] == "nt-6mer"
     assert identity["strands"] == "both" and identity["window_size"] == 600 and identity["hidden_size"] == 32
     assert identity["model_sha256"].startswith("sha256:") and identity["tokenizer_sha256"].startswith("sha256:")

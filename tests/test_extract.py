@@ -8,11 +8,22 @@ import re
 import numpy as np
 import pysam
 import pytest
+from helpers.data import (
+    ECOLI,
+    ORCHID,
+    ORCHID_LABELS,
+    PHIX,
+    copy_fasta,
+    read_records,
+    write_fasta,
+)
 
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, load_regions, read_labels, regions_to_arrow
-from dnalm.fasta import ensure_fasta_index, read_fai
-from helpers_unit import ECOLI, ORCHID, ORCHID_LABELS, PHIX, copy_fasta, read_records, write_fasta
+from dnalm.inputs.fasta import ensure_fasta_index, read_fai
+from dnalm.inputs.labels import read_labels
+from dnalm.inputs.regions import regions_to_arrow
+from dnalm.inputs.sources import load_regions
+from dnalm.settings import InputSettings
 
 ECOLI_LEN = 4641652
 CONTIG = "NC_000913.3"
@@ -25,7 +36,7 @@ def _bed(tmp_path, text: str, name="regions.bed"):
 
 
 def _load_bed(bed, **kw):
-    return load_regions(RegionSource(mode="bed", reference=str(ECOLI), bed=str(bed), **kw))
+    return load_regions(InputSettings(mode="bed", reference=str(ECOLI), bed=str(bed), **kw))
 
 
 def _error(fn, *args, **kw) -> str:
@@ -72,7 +83,7 @@ def test_label_and_split_columns_are_configurable(tmp_path):
 
 
 def test_real_bundled_bed_loads():
-    from helpers_unit import DATA
+    from helpers.data import DATA
 
     regions = _load_bed(DATA / "ecoli_k12_regions.bed")
     n_lines = sum(1 for line in open(DATA / "ecoli_k12_regions.bed") if line.strip())
@@ -117,11 +128,11 @@ def test_missing_contig_suggests_chr_prefix_fix(tmp_path):
     (phix,) = read_records(PHIX).values()
     fasta = write_fasta(tmp_path / "ref.fa", {"1": phix[:1000], "2": phix[1000:2000]})
     bed = _bed(tmp_path, "chr1\t0\t100\n")
-    msg = _error(load_regions, RegionSource(mode="bed", reference=str(fasta), bed=str(bed)))
+    msg = _error(load_regions, InputSettings(mode="bed", reference=str(fasta), bed=str(bed)))
     assert f"{bed}:1" in msg and "'chr1'" in msg and "'1'" in msg and "1, 2" in msg
     fasta2 = write_fasta(tmp_path / "ref2.fa", {"chr1": phix[:1000]})
     bed2 = _bed(tmp_path, "1\t0\t100\n", "b2.bed")
-    msg = _error(load_regions, RegionSource(mode="bed", reference=str(fasta2), bed=str(bed2)))
+    msg = _error(load_regions, InputSettings(mode="bed", reference=str(fasta2), bed=str(bed2)))
     assert "'chr1'" in msg and f"{bed2}:1" in msg
 
 
@@ -150,7 +161,7 @@ def test_empty_fasta_file(tmp_path):
     empty.write_text("")
     msg = _error(read_fai, empty)
     assert str(empty) in msg and "empty" in msg and "Fix:" in msg
-    msg = _error(load_regions, RegionSource(mode="fasta", sequences=str(empty)))
+    msg = _error(load_regions, InputSettings(mode="fasta", sequences=str(empty)))
     assert str(empty) in msg
 
 
@@ -174,7 +185,7 @@ def test_plain_gzip_fasta_names_bgzip_fix(tmp_path):
     assert str(plain) in msg and "bgzip" in msg.split("Fix:")[1]
     assert not (tmp_path / "phix.fa.gz.fai").exists()
     bed = _bed(tmp_path, "phix\t0\t10\n")
-    msg = _error(load_regions, RegionSource(mode="bed", reference=str(plain), bed=str(bed)))
+    msg = _error(load_regions, InputSettings(mode="bed", reference=str(plain), bed=str(bed)))
     assert "bgzip" in msg
 
 
@@ -188,7 +199,7 @@ def test_fai_is_built_when_missing(tmp_path):
 
 
 def test_fasta_mode_reads_every_record_with_labels():
-    regions = load_regions(RegionSource(mode="fasta", sequences=str(ORCHID), labels=str(ORCHID_LABELS)))
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(ORCHID), labels=str(ORCHID_LABELS)))
     records = read_records(ORCHID)
     assert regions["seq_id"].tolist() == list(records)
     assert regions["length"].tolist() == [len(s) for s in records.values()]
@@ -201,17 +212,17 @@ def test_fasta_mode_reads_every_record_with_labels():
 
 
 def test_fasta_mode_records_without_a_row_are_unlabelled(tmp_path, capsys):
-    from dnalm.extract import labels_for
+    from dnalm.inputs.sources import source_for
 
     lines = open(ORCHID_LABELS).read().splitlines()
     dropped = [line.split("\t")[0] for line in lines[5:9]]
     partial = tmp_path / "labels.tsv"
     partial.write_text("\n".join(lines[:5] + lines[9:]) + "\n")
-    source = RegionSource(mode="fasta", sequences=str(ORCHID), labels=str(partial))
+    source = InputSettings(mode="fasta", sequences=str(ORCHID), labels=str(partial))
     regions = load_regions(source)
     assert regions.set_index("seq_id").loc[dropped, "label"].isna().all()
     assert regions["label"].notna().sum() == len(lines) - 1 - 4
-    labels_for(regions, {"mode": "fasta", "sequences": str(ORCHID), "labels": str(partial)})
+    source_for(source).labels(regions)
     assert "4 of 94 FASTA records have no row in" in capsys.readouterr().err
 
 
@@ -240,7 +251,7 @@ def multi_contig(tmp_path):
 
 
 def _tiles(fasta, **kw):
-    return load_regions(RegionSource(mode="tiles", reference=str(fasta), **kw))
+    return load_regions(InputSettings(mode="tiles", reference=str(fasta), **kw))
 
 
 def test_tiles_cover_every_contig_right_anchored(multi_contig):
@@ -287,7 +298,7 @@ def test_tiles_on_real_genome_stream_from_fai():
 
 
 def test_unknown_mode():
-    assert "mode" in _error(load_regions, RegionSource(mode="vcf"))
+    assert "mode" in _error(load_regions, InputSettings(mode="vcf"))
 
 
 def test_regions_schema_columns(tmp_path):
@@ -300,7 +311,8 @@ def test_regions_schema_columns(tmp_path):
 
 
 def test_coordinates_and_labels_round_trip(tmp_path):
-    from dnalm.extract import labels_for, read_regions, write_coordinates, write_labels
+    from dnalm.inputs.regions import read_regions, write_coordinates, write_labels
+    from dnalm.inputs.sources import source_for
 
     bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\tdev\nNC_000913.3\t5\t60\t.\t0\t+\t.\t.\n")
     regions = _load_bed(bed)
@@ -309,8 +321,8 @@ def test_coordinates_and_labels_round_trip(tmp_path):
     bare = read_regions(str(coords))  # coordinates alone: no labels
     assert bare["seq_id"].tolist() == ["x", "NC_000913.3:5-60(+)"] and bare["label"].isna().all()
     # labels come from the BED's columns by the same region names
-    source = {"mode": "bed", "bed": str(bed), "bed_columns": {"label": 7, "split": 8}, "labels": ""}
-    write_labels(labels_for(bare, source), str(labels))
+    source = source_for(InputSettings(mode="bed", bed=str(bed), label_column=7, split_column=8))
+    write_labels(source.labels(bare), str(labels))
     back = read_regions(str(coords), str(labels))
     assert back.to_dict("list") == regions.to_dict("list")
     assert back["split"].tolist() == ["val", None] and back["label"].tolist() == ["lab", None]
@@ -324,7 +336,7 @@ def test_fasta_mode_rejects_duplicate_and_empty_records(tmp_path, text, message)
     fasta = tmp_path / "seqs.fa"
     fasta.write_text(text)
     with pytest.raises(InputError, match=re.escape(message)) as err:
-        load_regions(RegionSource(mode="fasta", sequences=str(fasta)))
+        load_regions(InputSettings(mode="fasta", sequences=str(fasta)))
     assert str(fasta) in str(err.value) and "Fix:" in str(err.value)
 
 
@@ -335,11 +347,11 @@ def test_fasta_mode_rejects_duplicate_and_empty_records(tmp_path, text, message)
 ])
 def test_missing_or_malformed_settings_are_clear(source, message):
     with pytest.raises(InputError, match=re.escape(message)):
-        load_regions(RegionSource(**source))
+        load_regions(InputSettings(**source))
 
 
 def test_empty_labels_table_is_named(tmp_path):
-    from dnalm.extract import read_labels
+    from dnalm.inputs.labels import read_labels
 
     table = tmp_path / "labels.tsv"
     table.write_text("")
@@ -355,10 +367,10 @@ def test_labels_with_control_characters_stop_where_they_are_read(tmp_path):
     table = tmp_path / "labels.csv"
     table.write_text('id,label\na,"coding\tregion"\nb,other\n')
     with pytest.raises(InputError, match="control character") as err:
-        load_regions(RegionSource(mode="fasta", sequences=str(fasta), labels=str(table)))
+        load_regions(InputSettings(mode="fasta", sequences=str(fasta), labels=str(table)))
     assert "labels.csv" in str(err.value) and "Fix:" in str(err.value)
     (seq,) = read_records(PHIX).values()
     bed = tmp_path / "r.bed"
     bed.write_text("NC_001422.1\t0\t100\tr1\t0\t+\tcoding\x0bx\ttrain\n")
     with pytest.raises(InputError, match="control character"):
-        load_regions(RegionSource(mode="bed", reference=str(copy_fasta(PHIX, tmp_path)), bed=str(bed)))
+        load_regions(InputSettings(mode="bed", reference=str(copy_fasta(PHIX, tmp_path)), bed=str(bed)))

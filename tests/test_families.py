@@ -9,10 +9,9 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers.workflow import Workdir
 
 from dnalm.io import read_provenance
-
-from conftest import Workdir
 
 pytestmark = pytest.mark.workflow
 

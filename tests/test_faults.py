@@ -12,8 +12,7 @@ import time
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
-from conftest import REPO, SNAKEMAKE, Workdir, write_bed_subset
+from helpers.workflow import REPO, SNAKEMAKE, Workdir, write_bed_subset
 
 pytestmark = pytest.mark.workflow
 

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from dnalm.errors import InputError
-from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE, HeadConfig, build_head, check_compatible, load_head, save_head
+from dnalm.learning.heads import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    HeadConfig,
+    build_head,
+    check_compatible,
+    load_head,
+    save_head,
+)
 
 DIM = 16
 KINDS = ["hierarchical", "mean"]
@@ -164,8 +172,8 @@ def test_predict_proba_keeps_the_order_of_rows_whatever_the_batching(kind):
     import numpy as np
     import pyarrow as pa
 
-    from dnalm.data import WindowSets
-    from dnalm.heads import predict_proba
+    from dnalm.learning.heads import predict_proba
+    from dnalm.learning.windowsets import WindowSets
 
     counts = np.array([7, 2, 30, 1, 12, 7, 3])
     seq = np.repeat(np.arange(len(counts)), counts)

@@ -18,21 +18,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
 import pytest
+from helpers.data import (
+    ECOLI,
+    ORCHID,
+    ORCHID_LABELS,
+    PHIX,
+    read_only,
+    read_records,
+    write_fasta,
+)
 
 from dnalm.errors import InputError
-from dnalm.extract import (
-    RegionSource,
-    labels_for,
-    load_plan,
-    load_regions,
-    plan_inputs,
-    plan_key,
-    read_labels,
-    read_regions,
-    save_plan,
-    write_coordinates,
-)
-from dnalm.fasta import (
+from dnalm.inputs.fasta import (
     bgzip_copy,
     check_fai,
     ensure_fasta_index,
@@ -41,10 +38,19 @@ from dnalm.fasta import (
     read_fai,
     scan_fasta,
 )
+from dnalm.inputs.labels import read_labels
+from dnalm.inputs.plan import load_plan, plan_inputs, plan_key, save_plan
+from dnalm.inputs.regions import read_regions, write_coordinates
+from dnalm.inputs.sources import load_regions, source_for
 from dnalm.io import read_parquet, read_parquet_schema, read_provenance
-from dnalm.windows import WindowSpec, plan_shards, write_shards
-from dnalm.workflow import check_run_folder, lock_path, release_run_lock, take_run_lock
-from helpers_unit import ECOLI, ORCHID, ORCHID_LABELS, PHIX, read_only, read_records, write_fasta
+from dnalm.settings import InputSettings, WindowSpec
+from dnalm.windows.shards import plan_shards, write_shards
+from dnalm.workflow.jobs import (
+    check_run_folder,
+    lock_path,
+    release_run_lock,
+    take_run_lock,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -101,7 +107,7 @@ def test_windows_of_a_rewrapped_fasta_are_its_bases(tmp_path, phix):
     _age(fasta)
     bed = tmp_path / "r.bed"
     bed.write_text("chrB\t100\t1100\tr1\t0\t+\n")
-    regions = load_regions(RegionSource(mode="bed", reference=str(fasta), bed=str(bed)))
+    regions = load_regions(InputSettings(mode="bed", reference=str(fasta), bed=str(bed)))
     spec = WindowSpec(size=1000, stride=500, per_shard=10)
     write_shards(regions, str(fasta), spec, str(tmp_path / "w"), plan_shards(regions["length"], spec))
     window = pq.read_table(tmp_path / "w" / "shard_00000.parquet").column("sequence").to_pylist()
@@ -166,7 +172,7 @@ def test_read_only_folder_gets_an_index_under_the_results_folder(readonly_refere
     fasta, work, records = readonly_reference
     stale_fai = Path(f"{fasta}.fai").read_bytes()
     code = ("import json, pysam\n"
-            "from dnalm.fasta import ensure_fasta_index, read_fai\n"
+            "from dnalm.inputs.fasta import ensure_fasta_index, read_fai\n"
             f"path = ensure_fasta_index({str(fasta)!r}, 'results/reference')\n"
             "fa = pysam.FastaFile(str(path))\n"
             "print(json.dumps({'path': str(path), 'contigs': read_fai(path),\n"
@@ -186,7 +192,7 @@ def test_read_only_folder_gets_an_index_under_the_results_folder(readonly_refere
 def test_read_only_folder_without_a_fallback_says_the_fix(readonly_reference):
     fasta, work, _ = readonly_reference
     out = _read_only_python(
-        "import json\nfrom dnalm.errors import InputError\nfrom dnalm.fasta import ensure_fasta_index\n"
+        "import json\nfrom dnalm.errors import InputError\nfrom dnalm.inputs.fasta import ensure_fasta_index\n"
         f"try:\n    ensure_fasta_index({str(fasta)!r})\n    print(json.dumps({{'error': None}}))\n"
         "except InputError as err:\n    print(json.dumps({'error': str(err)}))", fasta.parent, work)
     assert out["error"] and str(fasta) in out["error"] and "not writable" in out["error"]
@@ -207,8 +213,8 @@ def test_repeated_contig_in_the_reference_names_both_records(tmp_path, phix, com
         fasta = Path(f"{fasta}.gz")
     bed = tmp_path / "r.bed"
     bed.write_text("chrA\t0\t100\n")
-    for source in (RegionSource(mode="bed", reference=str(fasta), bed=str(bed)),
-                   RegionSource(mode="tiles", reference=str(fasta), tile_length=100, tile_step=100)):
+    for source in (InputSettings(mode="bed", reference=str(fasta), bed=str(bed)),
+                   InputSettings(mode="tiles", reference=str(fasta), tile_length=100, tile_step=100)):
         msg = _error(load_regions, source)
         assert f"{fasta}: record 4 repeats the name 'chrA' of record 1" in msg, msg
         assert "Fix: give every record a unique name" in msg
@@ -230,7 +236,7 @@ def test_empty_records_are_seen_but_harmless_in_a_reference(tmp_path, phix):
     fasta.write_text(f">a\n{phix[:70]}\n>empty\n>b\n{phix[70:90]}\n")
     assert read_fai(fasta) == {"a": 70, "b": 20}
     assert check_fai(fasta).empty == [(2, "empty")]
-    msg = _error(load_regions, RegionSource(mode="fasta", sequences=str(fasta)))
+    msg = _error(load_regions, InputSettings(mode="fasta", sequences=str(fasta)))
     assert "record 2 (empty) has no sequence" in msg
 
 
@@ -285,7 +291,7 @@ def test_plain_gzip_repeated_name_names_both_records(tmp_path, phix):
 def test_mode_fasta_reads_a_plain_gzip_fasta_of_sequences(tmp_path):
     source = tmp_path / "orchid.fa.gz"
     source.write_bytes(gzip.compress(gzip.decompress(ORCHID.read_bytes())))  # BGZF -> plain gzip
-    plan = plan_inputs(RegionSource(mode="fasta", sequences=str(source), labels=str(ORCHID_LABELS)),
+    plan = plan_inputs(source_for(InputSettings(mode="fasta", sequences=str(source), labels=str(ORCHID_LABELS))),
                        str(tmp_path / "results"))
     assert plan.fasta.recompress and plan.labelled
     assert plan.lengths.tolist() == [len(s) for s in read_records(ORCHID).values()]
@@ -295,10 +301,10 @@ def test_mode_fasta_reads_a_plain_gzip_fasta_of_sequences(tmp_path):
 
 
 def test_tile_step_larger_than_length_is_refused(tmp_path):
-    source = RegionSource(mode="tiles", reference=str(PHIX), tile_length=1000, tile_step=1500)
+    source = InputSettings(mode="tiles", reference=str(PHIX), tile_length=1000, tile_step=1500)
     msg = _error(load_regions, source)
     assert "input.tiles.step (1500) is larger than input.tiles.length (1000)" in msg and "Fix:" in msg
-    assert _error(plan_inputs, source, str(tmp_path / "results")) == msg
+    assert _error(lambda: plan_inputs(source_for(source), str(tmp_path / "results"))) == msg
 
 
 # ------------------------------------------------------------------ 4: outdir
@@ -326,7 +332,7 @@ def test_contigs_named_track_or_browser_are_data(tmp_path, phix):
     bed.write_text('browser position track1:1-100\nbrowser hide all\n'
                    'track name="my regions" description="x y" visibility=2\n# comment\n'
                    "track1\t0\t100\tr1\nbrowser_x\t10\t50\tr2\ntrack\t5\t25\tr3\n")
-    regions = load_regions(RegionSource(mode="bed", reference=str(fasta), bed=str(bed)))
+    regions = load_regions(InputSettings(mode="bed", reference=str(fasta), bed=str(bed)))
     assert regions["seq_id"].tolist() == ["r1", "r2", "r3"]
     assert regions["chrom"].tolist() == ["track1", "browser_x", "track"]
     assert regions.attrs["skipped_lines"] == 4
@@ -335,7 +341,7 @@ def test_contigs_named_track_or_browser_are_data(tmp_path, phix):
 def test_byte_order_mark_is_not_part_of_the_contig(tmp_path):
     bed = tmp_path / "bom.bed"
     bed.write_bytes(b"\xef\xbb\xbfNC_000913.3\t10\t20\tr1\n")
-    regions = load_regions(RegionSource(mode="bed", reference=str(ECOLI), bed=str(bed)))
+    regions = load_regions(InputSettings(mode="bed", reference=str(ECOLI), bed=str(bed)))
     assert regions["chrom"].tolist() == ["NC_000913.3"]
     table = tmp_path / "labels.tsv"
     table.write_bytes(b"\xef\xbb\xbfid\tlabel\nZ78533.1\tx\n")
@@ -349,13 +355,12 @@ def test_labels_one_number_two_spellings_are_refused_in_a_bed(tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("".join(f"NC_000913.3\t{i * 10}\t{i * 10 + 5}\tr{i}\t0\t+\t{lab}\ttrain\n"
                            for i, lab in enumerate(["1", "0", "1", "1.0", "0.0"])))
-    source = RegionSource(mode="bed", reference=str(ECOLI), bed=str(bed))
+    source = InputSettings(mode="bed", reference=str(ECOLI), bed=str(bed))
     msg = _error(load_regions, source)
     assert f"labels '1' ({bed}:1) and '1.0' ({bed}:4) are the same number written two ways" in msg
     assert "Fix: write each class one way" in msg
     regions = load_regions(source, labels=False)  # extract_regions reads no labels
-    cfg = {"mode": "bed", "bed": str(bed), "bed_columns": {"label": 7, "split": 8}}
-    assert "'1.0'" in _error(labels_for, regions, cfg)
+    assert "'1.0'" in _error(source_for(source).labels, regions)
 
 
 def test_labels_one_number_two_spellings_are_refused_in_a_table(tmp_path):
@@ -374,8 +379,8 @@ def test_comma_separated_table_named_tsv_is_read(tmp_path):
     lines = ORCHID_LABELS.read_text().replace("\t", ",")
     table = tmp_path / "labels.tsv"
     table.write_text(lines)
-    regions = load_regions(RegionSource(mode="fasta", sequences=str(ORCHID), labels=str(table)))
-    expected = load_regions(RegionSource(mode="fasta", sequences=str(ORCHID), labels=str(ORCHID_LABELS)))
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(ORCHID), labels=str(table)))
+    expected = load_regions(InputSettings(mode="fasta", sequences=str(ORCHID), labels=str(ORCHID_LABELS)))
     assert regions.to_dict("list") == expected.to_dict("list")
     tabbed = tmp_path / "labels.csv"
     tabbed.write_text(ORCHID_LABELS.read_text())
@@ -393,7 +398,7 @@ def test_table_without_a_header_says_so(tmp_path):
 def test_table_id_without_a_record_is_an_error(tmp_path):
     table = tmp_path / "labels.tsv"
     table.write_text(ORCHID_LABELS.read_text() + "Z99999.9\tCypripedium\ttrain\n")
-    msg = _error(load_regions, RegionSource(mode="fasta", sequences=str(ORCHID), labels=str(table)))
+    msg = _error(load_regions, InputSettings(mode="fasta", sequences=str(ORCHID), labels=str(table)))
     n_lines = len(ORCHID_LABELS.read_text().splitlines()) + 1
     assert f"1 id(s) name no record of {ORCHID}, e.g. 'Z99999.9' (line {n_lines})" in msg
     assert "Fix: correct the id" in msg
@@ -405,7 +410,7 @@ def test_table_id_without_a_record_is_an_error(tmp_path):
 def test_truncated_parquet_is_one_clear_error(tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("NC_001422.1\t0\t100\tr1\n")
-    regions = load_regions(RegionSource(mode="bed", reference=str(PHIX), bed=str(bed)))
+    regions = load_regions(InputSettings(mode="bed", reference=str(PHIX), bed=str(bed)))
     path = tmp_path / "regions.parquet"
     write_coordinates(regions, str(path), {"stage": "regions"})
     path.write_bytes(path.read_bytes()[:-20])
@@ -428,7 +433,7 @@ def test_plan_is_cached_until_an_input_or_setting_changes(tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("NC_001422.1\t0\t1000\tr1\t0\t+\tx\n")
     outdir = str(tmp_path / "results")
-    source = RegionSource(mode="bed", reference=str(PHIX), bed=str(bed))
+    source = source_for(InputSettings(mode="bed", reference=str(PHIX), bed=str(bed)))
     plan = plan_inputs(source, outdir)
     assert load_plan(outdir, plan.key) is None  # nothing saved yet
     save_plan(plan, outdir)
@@ -444,22 +449,22 @@ def test_plan_is_cached_until_an_input_or_setting_changes(tmp_path):
     os.utime(bed)
     assert load_plan(outdir, plan_key(source, outdir)) is None
     assert not plan_inputs(source, outdir).labelled
-    other = RegionSource(mode="bed", reference=str(PHIX), bed=str(bed), label_column=9)
+    other = source_for(InputSettings(mode="bed", reference=str(PHIX), bed=str(bed), label_column=9))
     assert plan_key(other, outdir) != plan_key(source, outdir)
-    tiles = RegionSource(mode="tiles", reference=str(PHIX), tile_length=500, tile_step=250)
+    tiles = source_for(InputSettings(mode="tiles", reference=str(PHIX), tile_length=500, tile_step=250))
     assert plan_inputs(tiles, outdir).lengths.tolist() == [500] * 21  # 0, 250, ..., 4750, then 4886
 
 
-@pytest.mark.parametrize("module", ["extract", "fasta", "io"])
+@pytest.mark.parametrize("module", ["inputs.plan", "inputs.sources.bed", "inputs.sources.tiles", "inputs.fasta", "io"])
 def test_plan_key_changes_with_the_code_that_plans(tmp_path, monkeypatch, module):
-    """A changed planner (FASTA index checks, BED parsing, readers) never reuses an old plan."""
+    """A changed planner (FASTA index checks, BED parsing, tiling, readers) never reuses an old plan."""
     import importlib
 
-    source = RegionSource(mode="tiles", reference=str(PHIX), tile_length=500, tile_step=250)
+    source = source_for(InputSettings(mode="tiles", reference=str(PHIX), tile_length=500, tile_step=250))
     outdir = str(tmp_path / "results")
     before = plan_key(source, outdir)
     code = importlib.import_module(f"dnalm.{module}")
-    edited = tmp_path / f"{module}.py"
+    edited = tmp_path / f"{module.replace('.', '_')}.py"
     edited.write_bytes(Path(code.__file__).read_bytes() + b"\n# changed\n")
     monkeypatch.setattr(code, "__file__", str(edited))
     assert plan_key(source, outdir) != before

@@ -16,10 +16,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pysam
 import pytest
-
-from conftest import REPO, SNAKEMAKE, Workdir, write_bed_subset
-from helpers_unit import ORCHID, ORCHID_LABELS, PHIX, read_only, read_records, write_fasta
-from test_workflow import jobs_in_dry_run
+from helpers.data import (
+    ORCHID,
+    ORCHID_LABELS,
+    PHIX,
+    read_only,
+    read_records,
+    write_fasta,
+)
+from helpers.workflow import REPO, SNAKEMAKE, Workdir, jobs_in_dry_run, write_bed_subset
 
 pytestmark = pytest.mark.workflow
 

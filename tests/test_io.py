@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import dnalm
+from dnalm.embedding.shards import KEY_COLUMNS, embeddings_schema, read_embeddings
 from dnalm.errors import InputError
-from dnalm.embed import KEY_COLUMNS, embeddings_schema, read_embeddings
 from dnalm.io import (
     PROVENANCE_KEY,
     atomic_dir,

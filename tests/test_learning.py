@@ -13,24 +13,30 @@ import pyarrow as pa
 import pysam
 import pytest
 import torch
+from helpers.data import ORCHID, ORCHID_LABELS, PHIX, read_records, write_fasta
+from helpers.workflow import REPO
 from safetensors.torch import load_file
 
-from dnalm.baselines import C_GRID, gc_content, kmer_frequencies, run_baselines
-from dnalm.data import WindowSets
-from dnalm.encoders import Encoder, EncoderSpec, ModelFolder, family_for
-from dnalm.engine import Embedder
+from dnalm.embedding.engine import Embedder
+from dnalm.encoders import Encoder, ModelFolder, family_for
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, load_regions, read_regions, regions_to_arrow
-from dnalm.finetune import Finetuner
-from dnalm.heads import check_compatible, load_head, predict_proba
+from dnalm.inputs.regions import read_regions, regions_to_arrow
+from dnalm.inputs.sources import load_regions
+from dnalm.inputs.splits import label_sequences
 from dnalm.io import write_table_atomic
-from dnalm.pretrain import Pretrainer, mask_pieces
-from dnalm.settings import FinetuneSettings, PretrainSettings
-from dnalm.splits import label_sequences
-from dnalm.windows import WindowSpec, plan_shards, write_shards
-from helpers_unit import ORCHID, ORCHID_LABELS, PHIX, read_records, write_fasta
-
-from conftest import REPO
+from dnalm.learning.baselines import C_GRID, gc_content, kmer_frequencies, run_baselines
+from dnalm.learning.finetune import Finetuner
+from dnalm.learning.heads import check_compatible, load_head, predict_proba
+from dnalm.learning.pretrain import Pretrainer, mask_pieces
+from dnalm.learning.windowsets import WindowSets
+from dnalm.settings import (
+    EncoderSpec,
+    FinetuneSettings,
+    InputSettings,
+    PretrainSettings,
+    WindowSpec,
+)
+from dnalm.windows.shards import plan_shards, write_shards
 
 SIZE, STRIDE = 256, 128
 FAST = FinetuneSettings(head="hierarchical", d_model=16, layers=1, attention_heads=2, epochs=2, patience=2,
@@ -49,7 +55,7 @@ def labelled(tmp_path_factory):
                         for g, (tr, te) in PICK.items() for s, n in (("train", tr), ("test", te))])
     fasta = write_fasta(tmp / "seqs.fa", {i: records[i] for i in chosen["id"]})
     chosen.to_csv(tmp / "labels.tsv", sep="\t", index=False)
-    regions = load_regions(RegionSource(mode="fasta", sequences=str(fasta), labels=str(tmp / "labels.tsv")))
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(fasta), labels=str(tmp / "labels.tsv")))
     write_table_atomic(regions_to_arrow(regions), tmp / "regions.parquet", {"stage": "regions"})
     spec = WindowSpec(size=SIZE, stride=STRIDE, per_shard=40)
     write_shards(regions, str(fasta), spec, str(tmp / "windows"), plan_shards(regions["length"].to_numpy(), spec))
@@ -82,7 +88,7 @@ def test_finetuning_writes_an_encoder_and_head_the_workflow_can_use(tiny_models,
     # workflow's path) gives the fine-tuning job's own test predictions.
     head = load_head(tmp_path / "head")
     encoder = Encoder.load(EncoderSpec(str(tmp_path / "encoder")), SIZE, STRIDE)
-    check_compatible(head.config, encoder.identity.hidden_size, encoder.identity.as_dict(), "head")
+    check_compatible(head.config, encoder.identity.hidden_size, encoder.space.as_dict(), "head")
     assert head.config.encoder["model_sha256"] == encoder.identity.model_sha256
     test_rows = tuner.sets.rows("test")
     picks = np.concatenate([tuner.windows.usable_of(s) for s in test_rows])
@@ -101,7 +107,7 @@ def test_finetuning_never_pads_for_a_model_without_an_attention_mask(tiny_models
     equal length, never padded, and the vectors are those of one masked, padded pass."""
     from torch import nn
 
-    from dnalm.model import SequenceClassifier
+    from dnalm.learning.model import SequenceClassifier
 
     phix = next(iter(read_records(PHIX).values()))
     windows = [phix[:40], phix[100:130], phix[200:240], phix[300:330].lower()]  # 40 and 30 bp

@@ -13,12 +13,11 @@ import time
 import pandas as pd
 import psutil
 import pytest
+from helpers.workflow import REPO, SNAKEMAKE, Workdir, write_bed_subset
 from safetensors.torch import load_file
 
 from dnalm.encoders import ModelFolder
 from dnalm.io import read_provenance
-
-from conftest import REPO, SNAKEMAKE, Workdir, write_bed_subset
 
 pytestmark = pytest.mark.workflow
 

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import torch
 
-from dnalm.data import budget_batches
-from dnalm.heads import HeadConfig, build_head
+from dnalm.learning.heads import HeadConfig, build_head
+from dnalm.learning.windowsets import budget_batches
 
 
 def _head(block: int):
@@ -60,7 +60,7 @@ def test_window_budget_batches():
 
 PROBE = """
 import resource, sys, torch
-from dnalm.heads import HeadConfig, build_head
+from dnalm.learning.heads import build_head, HeadConfig
 torch.set_num_threads(1)
 torch.manual_seed(0)
 block = int(sys.argv[1])
@@ -87,14 +87,14 @@ def test_a_20000_window_sequence_trains_in_bounded_memory():
 def test_checkpointed_chunks_train_to_the_same_gradients(monkeypatch):
     """Training on more windows than a batch budget runs blocks in checkpointed chunks;
     the loss and every gradient are those of one pass over all blocks."""
-    import dnalm.data
+    import dnalm.learning.heads
 
     windows, positions = torch.randn(1, 40, 8), torch.arange(40.0)[None]
     mask = torch.ones(1, 40, dtype=torch.bool)
     mask[0, 35:] = False
 
     def loss_and_grads(budget: int):
-        monkeypatch.setattr(dnalm.data, "WINDOW_BUDGET", budget)
+        monkeypatch.setattr(dnalm.learning.heads, "WINDOW_BUDGET", budget)
         head = _head(8).train()
         loss = torch.nn.functional.cross_entropy(head(windows, positions, mask), torch.tensor([1]))
         loss.backward()

@@ -197,12 +197,12 @@ def test_head_is_needed_only_for_masked_lm(folders, tmp_path):
 def test_matches_no_other_family(tmp_path):
     from pathlib import Path
 
-    from dnalm.encoders import dnabert, hf_tokenizer, nucleotide_transformer
+    from dnalm.encoders import tiny
 
     fasta = Path(__file__).resolve().parents[1] / "data" / "lambda_phage_NC_001416.1.fa.gz"
-    for folder in (dnabert.build_tiny(tmp_path / "dnabert", hidden=32, layers=1, heads=2, k=3),
-                   nucleotide_transformer.build_tiny(tmp_path / "nt", hidden=32, layers=1, heads=2, k=3),
-                   hf_tokenizer.build_tiny_bpe(tmp_path / "bpe", train_fasta=str(fasta), hidden=32, layers=1, heads=2,
+    for folder in (tiny.build_tiny_dnabert(tmp_path / "dnabert", hidden=32, layers=1, heads=2, k=3),
+                   tiny.build_tiny_nucleotide_transformer(tmp_path / "nt", hidden=32, layers=1, heads=2, k=3),
+                   tiny.build_tiny_bpe(tmp_path / "bpe", train_fasta=str(fasta), hidden=32, layers=1, heads=2,
                                                vocab_size=64, max_bases=20_000)):
         assert not Dnabert2.matches(_config(folder)), folder
     gena = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "pre_layer_norm": True,

@@ -164,11 +164,11 @@ def test_head_alias_may_be_missing_but_not_the_head(folders, tmp_path):
 
 
 def test_matches_only_the_published_form(folders, tmp_path):
-    from dnalm.encoders import dnabert, nucleotide_transformer
+    from dnalm.encoders import tiny
 
     assert GenaLm.matches(_config(folders["st"])) and native.port_for(_config(folders["st"])) is GenaLm
-    for folder in (dnabert.build_tiny(tmp_path / "dnabert", hidden=32, layers=1, heads=2, k=3),
-                   nucleotide_transformer.build_tiny(tmp_path / "nt", hidden=32, layers=1, heads=2, k=3)):
+    for folder in (tiny.build_tiny_dnabert(tmp_path / "dnabert", hidden=32, layers=1, heads=2, k=3),
+                   tiny.build_tiny_nucleotide_transformer(tmp_path / "nt", hidden=32, layers=1, heads=2, k=3)):
         assert not GenaLm.matches(_config(folder)), folder
     dnabert2 = {"model_type": "bert", "architectures": ["BertForMaskedLM"],
                 "auto_map": {"AutoConfig": "configuration_bert.BertConfig", "AutoModel": "bert_layers.BertModel",
@@ -179,10 +179,10 @@ def test_matches_only_the_published_form(folders, tmp_path):
 def test_matches_is_false_for_the_tiny_byte_pair_bert(tmp_path):
     from pathlib import Path
 
-    from dnalm.encoders import hf_tokenizer
+    from dnalm.encoders import tiny
 
     fasta = Path(__file__).resolve().parents[1] / "data" / "lambda_phage_NC_001416.1.fa.gz"
-    folder = hf_tokenizer.build_tiny_bpe(tmp_path / "bpe", train_fasta=str(fasta), hidden=32, layers=1, heads=2,
+    folder = tiny.build_tiny_bpe(tmp_path / "bpe", train_fasta=str(fasta), hidden=32, layers=1, heads=2,
                                          vocab_size=64, max_bases=20_000)
     assert not GenaLm.matches(_config(folder))
 

@@ -14,7 +14,11 @@ from safetensors.torch import load_file, save_file
 from dnalm.encoders import native
 from dnalm.encoders.base import ModelFolder
 from dnalm.encoders.character import Character, character_table
-from dnalm.encoders.native.hyenadna import HyenaDna, build_tiny_hub_folder, fft_causal_conv
+from dnalm.encoders.native.hyenadna import (
+    HyenaDna,
+    build_tiny_hub_folder,
+    fft_causal_conv,
+)
 from dnalm.errors import InputError
 
 BLOCK = ["mixer.in_proj.weight", "mixer.in_proj.bias", "mixer.out_proj.weight", "mixer.out_proj.bias",
@@ -156,9 +160,9 @@ def test_missing_layer_weight_is_refused(folders, tmp_path):
 
 
 def test_does_not_match_bert_or_esm(tmp_path):
-    from dnalm.encoders import dnabert, nucleotide_transformer
+    from dnalm.encoders import tiny
 
-    for build, name in ((dnabert.build_tiny, "bert"), (nucleotide_transformer.build_tiny, "esm")):
+    for build, name in ((tiny.build_tiny_dnabert, "bert"), (tiny.build_tiny_nucleotide_transformer, "esm")):
         folder = build(tmp_path / name, k=3 if name == "bert" else 6, hidden=16, layers=1, heads=2, positions=64)
         assert not HyenaDna.matches(_config(folder))
 
@@ -203,9 +207,9 @@ def test_character_family_detects_and_tokenizes(folders):
 
 
 def test_character_family_is_not_detected_elsewhere(tmp_path):
-    from dnalm.encoders import dnabert
+    from dnalm.encoders import tiny
 
-    folder = dnabert.build_tiny(tmp_path / "bert", k=3, hidden=16, layers=1, heads=2, positions=64)
+    folder = tiny.build_tiny_dnabert(tmp_path / "bert", k=3, hidden=16, layers=1, heads=2, positions=64)
     assert not Character.detect(ModelFolder.open(str(folder)))
 
 

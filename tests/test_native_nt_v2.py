@@ -185,11 +185,11 @@ def test_a_base_checkpoint_loads_without_the_head_or_the_unused_tables(folders, 
 
 
 def test_stock_bert_and_esm_configs_do_not_match(tmp_path):
-    from dnalm.encoders import dnabert, nucleotide_transformer
+    from dnalm.encoders import tiny
 
     small = dict(hidden=16, layers=1, heads=2, positions=32)
-    for folder in (dnabert.build_tiny(tmp_path / "bert", k=3, **small),
-                   nucleotide_transformer.build_tiny(tmp_path / "esm", k=3, **small)):
+    for folder in (tiny.build_tiny_dnabert(tmp_path / "bert", k=3, **small),
+                   tiny.build_tiny_nucleotide_transformer(tmp_path / "esm", k=3, **small)):
         cfg = _config(folder)
         assert not NucleotideTransformerV2.matches(cfg) and native.port_for(cfg) is None
     assert NucleotideTransformerV2.matches(_config(build_tiny_hub_folder(tmp_path / "v2", positions=32)))

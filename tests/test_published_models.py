@@ -16,11 +16,10 @@ import json
 
 import pandas as pd
 import pytest
+from helpers.workflow import Workdir
 from safetensors import safe_open
 
 from dnalm.encoders.native import FORMS, dnabert2, gena_lm, hyenadna, nt_v2
-
-from conftest import Workdir
 
 pytestmark = pytest.mark.workflow
 

@@ -22,9 +22,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.workflow import REPO, deep_merge
 from PIL import Image, ImageChops
-
-from conftest import REPO, deep_merge
 
 pytestmark = pytest.mark.workflow
 
@@ -157,7 +156,7 @@ def test_window_counts_figure_shows_this_run(report, tmp_path):
     Its title reads "N sequences, M windows"; rather than OCR, the figure is redrawn from
     the run's sequences.parquet and compared pixel for pixel.
     """
-    from dnalm.report import plot_window_counts
+    from dnalm.outputs.report import plot_window_counts
 
     sequences = report.wd.path("results/windows/sequences.parquet")
     counts = pq.read_table(sequences, columns=["n_windows"]).column("n_windows").to_pylist()

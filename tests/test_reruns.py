@@ -11,11 +11,8 @@ from __future__ import annotations
 import shutil
 
 import pyarrow.parquet as pq
-
 import pytest
-
-from conftest import Workdir
-from test_workflow import jobs_in_dry_run
+from helpers.workflow import Workdir, jobs_in_dry_run
 
 pytestmark = pytest.mark.workflow
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from conftest import REPO, SNAKEMAKE, Workdir, write_bed_subset
+from helpers.workflow import REPO, SNAKEMAKE, Workdir, write_bed_subset
 
 pytestmark = pytest.mark.slurm
 

@@ -13,13 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyBigWig
 import pytest
+from helpers.workflow import REPO
 
-from conftest import REPO
-from dnalm.classify import gather, write_tables
 from dnalm.errors import InputError
-from dnalm.fasta import read_fai
+from dnalm.inputs.fasta import read_fai
+from dnalm.inputs.labels import check_label_text
 from dnalm.io import write_table_atomic
-from dnalm.tracks import INDEX_FILE, check_label_text, track_line_text, track_names, write_tracks
+from dnalm.outputs.classify import gather, write_tables
+from dnalm.outputs.tracks import INDEX_FILE, track_line_text, track_names, write_tracks
 
 SIZES = {"chrA": 1_000, "chrB": 600, "chrEmpty": 300}  # reference order; chrEmpty has no call
 

@@ -12,21 +12,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers.data import ORCHID, ORCHID_LABELS, read_records, write_fasta
 from safetensors.torch import load_file
 
-from dnalm.classify import classify
-from dnalm.embed import embed_shard, read_embeddings
-from dnalm.encoders import EncoderSpec, build_tiny_encoder
+from dnalm.embedding.shards import embed_shard, read_embeddings
+from dnalm.encoders.tiny import build_tiny_encoder
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, load_regions, regions_to_arrow
-from dnalm.heads import CONFIG_FILE, WEIGHTS_FILE
+from dnalm.inputs.regions import regions_to_arrow
+from dnalm.inputs.sources import load_regions
+from dnalm.inputs.splits import assign_splits
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.metrics import classification_metrics
-from dnalm.splits import assign_splits
-from dnalm.tracks import coverage_mean
-from dnalm.train import TrainSettings, train_head
-from dnalm.windows import SEQUENCES_FILE, WindowSpec, plan_shards, write_shards
-from helpers_unit import ORCHID, ORCHID_LABELS, read_records, write_fasta
+from dnalm.learning.frozen import train_head
+from dnalm.learning.heads import CONFIG_FILE, WEIGHTS_FILE
+from dnalm.learning.metrics import classification_metrics
+from dnalm.outputs.classify import classify
+from dnalm.outputs.tracks import coverage_mean
+from dnalm.settings import EncoderSpec, InputSettings, TrainSettings, WindowSpec
+from dnalm.windows.shards import SEQUENCES_FILE, plan_shards, write_shards
 
 HIDDEN = 32
 SIZE, STRIDE = 256, 128
@@ -56,7 +58,7 @@ def world(tmp_path_factory):
     chosen.to_csv(labels, sep="\t", index=False)
     with open(labels, "a") as fh:
         fh.write("gap_only\t\t\n")
-    regions = load_regions(RegionSource(mode="fasta", sequences=str(fasta), labels=str(labels)))
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(fasta), labels=str(labels)))
     regions_path = tmp / "regions.parquet"
     write_table_atomic(regions_to_arrow(regions), regions_path, {"stage": "regions"})
 

@@ -6,21 +6,21 @@ import numpy as np
 import pyarrow.parquet as pq
 import pysam
 import pytest
+from helpers.data import PHIX, read_records, revcomp, write_fasta
 
 import dnalm
 from dnalm.errors import InputError
-from dnalm.extract import RegionSource, load_regions, tile_starts
+from dnalm.inputs.sources import load_regions
 from dnalm.io import PROVENANCE_KEY, read_provenance
-from dnalm.windows import (
+from dnalm.settings import InputSettings, WindowSpec
+from dnalm.tiling import count_tiles, tile_starts
+from dnalm.windows.bases import clean_sequence
+from dnalm.windows.shards import (
     SEQUENCES_FILE,
     WINDOWS_SCHEMA,
-    WindowSpec,
-    clean_sequence,
-    count_windows,
     plan_shards,
     write_shards,
 )
-from helpers_unit import PHIX, read_records, revcomp, write_fasta
 
 
 def _reference_starts(length: int, size: int, stride: int) -> list[int]:
@@ -44,7 +44,7 @@ SPECS = [(512, 256), (100, 100), (100, 30), (7, 3), (1, 1), (10, 9)]
 def test_tile_starts_and_count_windows_agree(size, stride):
     lengths = list(range(0, 3 * size + 7)) + [size * m for m in (1, 2, 5, 17)] + \
         [size * m + 1 for m in (1, 4)] + [size + stride * m for m in (1, 3, 10)] + [4641652]
-    counts = count_windows(np.array(lengths), size, stride)
+    counts = count_tiles(np.array(lengths), size, stride)
     for length, count in zip(lengths, counts):
         starts = tile_starts(length, size, stride)
         expected = _reference_starts(length, size, stride)
@@ -72,7 +72,7 @@ def test_length_equal_to_size_and_shorter_give_one_window():
     assert tile_starts(512, 512, 256).tolist() == [0]
     assert tile_starts(100, 512, 256).tolist() == [0]
     assert tile_starts(513, 512, 256).tolist() == [0, 1]
-    assert count_windows(np.array([512, 100, 513, 0]), 512, 256).tolist() == [1, 1, 2, 1]
+    assert count_tiles(np.array([512, 100, 513, 0]), 512, 256).tolist() == [1, 1, 2, 1]
 
 
 # ---------------------------------------------------------------- clean_sequence
@@ -136,7 +136,7 @@ def _bed(tmp_path, lines: list[str]):
 
 
 def _regions(tmp_path, fasta, lines):
-    return load_regions(RegionSource(mode="bed", reference=str(fasta), bed=str(_bed(tmp_path, lines))))
+    return load_regions(InputSettings(mode="bed", reference=str(fasta), bed=str(_bed(tmp_path, lines))))
 
 
 def _read_dir(out):
@@ -225,7 +225,7 @@ def test_shards_round_trip_schema_provenance_ids_and_plan(tmp_path, reference):
         assert write_shards(regions, str(fasta), spec, str(out), planned) == planned
         shards, table = _read_dir(out)
         assert len(shards) == planned
-        total = int(count_windows(regions["length"].to_numpy(), 150, 75).sum())
+        total = int(count_tiles(regions["length"].to_numpy(), 150, 75).sum())
         assert planned == -(-total // per_shard)
         ids = np.concatenate([pq.read_table(p, columns=["window_id"])["window_id"].to_numpy() for p in shards])
         assert ids.tolist() == list(range(total))
@@ -310,11 +310,13 @@ def test_window_spec_checks():
 
 
 def test_shards_of_an_earlier_larger_plan_are_removed(tmp_path):
-    from dnalm.extract import RegionSource, load_regions
-    from dnalm.windows import WindowSpec, plan_shards, write_shards
-    from helpers_unit import PHIX
+    from helpers.data import PHIX
 
-    regions = load_regions(RegionSource(mode="tiles", reference=str(PHIX), tile_length=1000, tile_step=1000))
+    from dnalm.inputs.sources import load_regions
+    from dnalm.settings import InputSettings, WindowSpec
+    from dnalm.windows.shards import plan_shards, write_shards
+
+    regions = load_regions(InputSettings(mode="tiles", reference=str(PHIX), tile_length=1000, tile_step=1000))
     for per_shard in (5, 50):
         spec = WindowSpec(size=512, stride=256, per_shard=per_shard)
         n = plan_shards(regions["length"].to_numpy(), spec)

@@ -8,27 +8,11 @@ import re
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from conftest import REPO
+from helpers.workflow import REPO, jobs_in_dry_run
 
 pytestmark = pytest.mark.workflow
 
 CONTRACT = ["seq_id", "chrom", "start", "end", "strand", "length", "n_windows", "n_fraction", "pred_label"]
-
-
-def jobs_in_dry_run(output: str) -> dict[str, int]:
-    """Job counts per rule from the 'Job stats' table of `snakemake -n`."""
-    counts = {}
-    table = output.split("Job stats:", 1)
-    if len(table) < 2:
-        return counts
-    for line in table[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        if parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_bed_run_writes_contract_tables_and_metrics(trained_bed_run):
@@ -278,7 +262,7 @@ def test_classification_memory_counts_the_finetuned_hierarchical_head(workdir):
         overlay = workdir.write_config(f"ft_{head}.yaml", {"heads": {"train": ["mean"]},
                                                             "finetune": {"activate": True, "head": head}})
         mems[head] = classify_mem_mb(workdir.snakemake("-n", configs=[overlay]).output)
-    from dnalm.classify import shard_memory_mb
+    from dnalm.outputs.classify import shard_memory_mb
 
     # Demo regions: 3 windows each; the hierarchical shape of FAST (2 attention heads).
     assert mems == {"hierarchical": shard_memory_mb(3, 2), "mean": shard_memory_mb(3, 0)}

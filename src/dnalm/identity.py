@@ -8,10 +8,11 @@ Two records, one inside the other:
 
 Provenance (every embedding Parquet file) and a trained head's head.json store the space
 flat (`as_dict`); `EmbeddingSpace.from_dict` reads either back. `differences` is the one
-comparison: a head against the vectors it is applied to (`heads.check_compatible`, and
-before any job in the workflow's DAG checks), and the shards of one run against each
-other (`embedding.shards.check_same_origin`). A key either record does not know (None:
-e.g. the weights' hash, known only once a job has read the weights) is not compared.
+comparison: a head against the vectors it is applied to (`learning.heads.check_compatible`,
+and before any job in the workflow's DAG checks), where a key either record does not know
+(None: e.g. the weights' hash, known only once a job has read the weights) is not
+compared; and the shards of one run against each other
+(`embedding.shards.check_same_origin`), which must agree on everything, arithmetic too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class EmbeddingSpace:
 
     # Keys two spaces must agree on for a head of one to read vectors of the other. The
     # arithmetic may differ there (a head trained on fp32 vectors reads bf16 ones); the
-    # shards of one run must agree on it too (`differences(..., same_arithmetic=True)`).
+    # shards of one run must agree on it too (`differences(..., within_run=True)`).
     COMPATIBILITY = ("family", "tokenizer", "tokenizer_sha256", "hidden_size", "window_size", "window_stride",
                      "strands", "model_sha256")
 
@@ -59,9 +60,12 @@ class EmbeddingSpace:
     def with_encoder(self, **changes) -> "EmbeddingSpace":
         return replace(self, encoder=replace(self.encoder, **changes))
 
-    def differences(self, other: "EmbeddingSpace", same_arithmetic: bool = False) -> list[tuple[str, object, object]]:
-        """(key, this value, the other's) for each key both know and disagree on."""
+    def differences(self, other: "EmbeddingSpace", within_run: bool = False) -> list[tuple[str, object, object]]:
+        """(key, this value, the other's) for each compatibility key the two disagree on. A head
+        against vectors (`within_run` False) compares only the keys both records know; the
+        embedding shards of one run (`within_run`) must also share the arithmetic, and a key
+        one of them lacks is a difference too."""
         mine, theirs = self.as_dict(), other.as_dict()
-        keys = self.COMPATIBILITY + (("precision",) if same_arithmetic else ())
-        return [(key, mine[key], theirs[key]) for key in keys
-                if mine[key] is not None and theirs[key] is not None and mine[key] != theirs[key]]
+        keys = self.COMPATIBILITY + (("precision",) if within_run else ())
+        known = (lambda key: True) if within_run else (lambda key: mine[key] is not None and theirs[key] is not None)
+        return [(key, mine[key], theirs[key]) for key in keys if known(key) and mine[key] != theirs[key]]

@@ -86,7 +86,7 @@ def check_same_origin(provenance: dict, first: dict, path: str, first_path: str)
     two encoders, window settings or arithmetics (e.g. `precision: auto` on a node without
     a GPU)."""
     for key, now, was in EmbeddingSpace.from_dict(provenance).differences(EmbeddingSpace.from_dict(first),
-                                                                           same_arithmetic=True)[:1]:
+                                                                           within_run=True)[:1]:
         raise InputError(
             f"was embedded with {key}={now!r} but {first_path} with {was!r}: "
             "the shards of one run must come from one encoder setting", path=path,

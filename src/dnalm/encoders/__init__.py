@@ -29,7 +29,16 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ..identity import EmbeddingSpace, EncoderIdentity
 from ..settings import EncoderSpec
-from .base import HIDDEN_KEYS, Family, ModelFolder, Ragged, TokenBatch, WindowTokenizer, is_local, resolve
+from .base import (
+    HIDDEN_KEYS,
+    Family,
+    ModelFolder,
+    Ragged,
+    TokenBatch,
+    WindowTokenizer,
+    is_local,
+    resolve,
+)
 from .character import Character
 from .dnabert import Dnabert
 from .hf_tokenizer import HfTokenizer
@@ -134,7 +143,12 @@ class Encoder:
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
              masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
-        from .loading import describe_load, load_model, takes_attention_mask, torch_dtype
+        from .loading import (
+            describe_load,
+            load_model,
+            takes_attention_mask,
+            torch_dtype,
+        )
 
         family, _ = preflight(spec, window_size)
         folder = family.folder

@@ -21,8 +21,18 @@ import itertools
 import numpy as np
 
 from ..errors import InputError
-from .base import (BASE_CODE, BASE_CODE_BYTES, Family, ModelFolder, Ragged, WindowTokenizer, byte_codes,
-                   load_hf_tokenizer, probe_template, ranges)
+from .base import (
+    BASE_CODE,
+    BASE_CODE_BYTES,
+    Family,
+    ModelFolder,
+    Ragged,
+    WindowTokenizer,
+    byte_codes,
+    load_hf_tokenizer,
+    probe_template,
+    ranges,
+)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 KMER_SIZES = range(3, 7)

@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Family, ModelFolder, Ragged, WindowTokenizer, load_hf_tokenizer, probe_template
+from .base import (
+    Family,
+    ModelFolder,
+    Ragged,
+    WindowTokenizer,
+    load_hf_tokenizer,
+    probe_template,
+)
 
 # Every letter class a window can hold after make_windows (bases, N) and what a
 # caller could pass (IUPAC codes): a per-base lookup must agree on all of them.

@@ -21,8 +21,18 @@ import itertools
 import numpy as np
 
 from ..errors import InputError
-from .base import (BASE_CODE, BASE_CODE_BYTES, Family, ModelFolder, Ragged, WindowTokenizer, byte_codes,
-                   load_hf_tokenizer, probe_template, ranges)
+from .base import (
+    BASE_CODE,
+    BASE_CODE_BYTES,
+    Family,
+    ModelFolder,
+    Ragged,
+    WindowTokenizer,
+    byte_codes,
+    load_hf_tokenizer,
+    probe_template,
+    ranges,
+)
 
 
 def tokenizer_name_for(k: int) -> str:

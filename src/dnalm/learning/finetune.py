@@ -39,7 +39,14 @@ from ..settings import EncoderSpec, FinetuneSettings
 from .checkpoint import Checkpoint, fingerprint, rng_state
 from .heads import predict_proba, save_head
 from .model import SequenceClassifier
-from .toolkit import class_weights, head_metrics, new_head, usable_windows, warmup_linear_decay, weighted_loss
+from .toolkit import (
+    class_weights,
+    head_metrics,
+    new_head,
+    usable_windows,
+    warmup_linear_decay,
+    weighted_loss,
+)
 from .windowsets import WindowSets
 
 WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]

@@ -8,7 +8,13 @@ import numpy as np
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, macro-F1, MCC and AUROC (one-vs-rest macro for several classes)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        roc_auc_score,
+    )
 
     if len(y_true) == 0:
         return {"n": 0}

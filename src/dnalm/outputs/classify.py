@@ -65,7 +65,13 @@ from ..embedding.shards import POOLINGS, check_same_origin, read_embeddings
 from ..inputs.fasta import read_fai
 from ..inputs.labels import check_label_text
 from ..inputs.regions import read_regions
-from ..io import atomic_path, read_parquet, read_parquet_schema, read_provenance, write_table_atomic
+from ..io import (
+    atomic_path,
+    read_parquet,
+    read_parquet_schema,
+    read_provenance,
+    write_table_atomic,
+)
 from ..settings import WindowSpec
 from ..tiling import count_tiles
 from ..windows.shards import plan_shards

@@ -65,7 +65,12 @@ def plot_confusion(metrics_paths: dict[str, str], path: str) -> None:
 
 def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
     """One-vs-rest ROC and precision-recall curves on the test split, per head and class."""
-    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+    from sklearn.metrics import (
+        auc,
+        average_precision_score,
+        precision_recall_curve,
+        roc_curve,
+    )
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for head, pred_path in predictions.items():

@@ -20,12 +20,22 @@ from ..encoders import identify, is_local, preflight, window_fit
 from ..encoders.tiny import planned_identity, tiny_positions, tiny_window_limits
 from ..errors import InputError
 from ..identity import EmbeddingSpace
-from ..inputs.fasta import check_pretrain_lengths, ensure_fasta_index, is_plain_gzip, reference_dir
+from ..inputs.fasta import (
+    check_pretrain_lengths,
+    ensure_fasta_index,
+    is_plain_gzip,
+    reference_dir,
+)
 from ..inputs.plan import InputPlan, plan_inputs
 from ..inputs.sources import RegionSource, source_for
 from ..inputs.splits import check_training_classes
 from ..outputs.classify import ClassifyJob, classify_jobs
-from ..settings import RunSettings, check_hierarchical_shape, check_lora_rank, from_config
+from ..settings import (
+    RunSettings,
+    check_hierarchical_shape,
+    check_lora_rank,
+    from_config,
+)
 from ..windows.shards import plan_shards, shard_name
 from .jobs import check_run_folder
 

@@ -231,7 +231,16 @@ def _hub_config(vocab: int, hidden: int, layers: int, heads: int, positions: int
 def _train_tokenizer(train_fasta: Path, vocab_size: int, max_bases: int = 200_000):
     """A small BPE in the hub tokenizer.json's form: ids 0..5 = SPECIALS, N{10,} -> "-", [CLS] $A [SEP]."""
     import pysam
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     def chunks():
         seen = 0

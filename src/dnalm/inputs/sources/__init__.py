@@ -96,13 +96,15 @@ def split_classes(frame: pd.DataFrame) -> dict:
     return {"train": sorted(set(frame["label"][train])), "other": sorted(set(frame["label"][labelled & ~train]))}
 
 
-def source_for(settings: InputSettings) -> RegionSource:
-    """The source of a configured mode, its settings checked."""
+def source_for(settings: InputSettings, check: bool = True) -> RegionSource:
+    """The source of a configured mode, its settings checked (`check`: extract_labels, which
+    is given only the settings the labels depend on, skips the rest)."""
     if settings.mode not in SOURCES:
         raise InputError(f"unknown input mode {settings.mode!r}",
                          fix=f"set input.mode to {', '.join(SOURCES)}")
     source = SOURCES[settings.mode](settings)
-    source.check()
+    if check:
+        source.check()
     return source
 
 

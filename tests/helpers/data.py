@@ -1,4 +1,4 @@
-"""Small helpers shared by the unit tests (owned by the unit-test files, not conftest)."""
+"""The bundled data the tests read, and small FASTA helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pysam
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 PHIX = DATA / "phiX174_NC_001422.1.fa.gz"
 ECOLI = DATA / "ecoli_k12_mg1655_NC_000913.3.fa.gz"
 ORCHID = DATA / "orchid_its.fa.gz"
@@ -24,7 +24,7 @@ def read_records(path: str | Path) -> dict[str, str]:
 
 
 def revcomp(seq: str) -> str:
-    """Reverse complement written out base by base (independent of dnalm.windows)."""
+    """Reverse complement written out base by base (independent of dnalm.windows.bases)."""
     return "".join(_COMP[b] for b in reversed(seq))
 
 
