@@ -44,11 +44,7 @@ rule gather_predictions:
     output:
         tsv=out("classify/{head}/predictions.tsv"),
         parquet=out("classify/{head}/predictions.parquet"),
-        tracks=(
-            directory(out("classify/{head}/tracks"))
-            if S.classify.tracks
-            else []
-        ),
+        tracks=(directory(out("classify/{head}/tracks")) if S.classify.tracks else []),
     log:
         logfile("gather_predictions/{head}.log"),
     conda:

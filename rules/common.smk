@@ -13,7 +13,11 @@ validate(config, workflow.source_path("../config/schema.yaml"))
 
 try:  # the package these rules were written for, installed from this checkout (README)
     from dnalm.errors import InputError
-    from dnalm.workflow.jobs import check_package_origin, release_run_lock, take_run_lock
+    from dnalm.workflow.jobs import (
+        check_package_origin,
+        release_run_lock,
+        take_run_lock,
+    )
 
     check_package_origin(workflow.basedir)
     from dnalm.outputs.classify import shard_memory_mb
@@ -29,7 +33,7 @@ except InputError as err:
 
 # The conda envs install the package from this checkout after they are made
 # (envs/*.post-deploy.sh reads this variable).
-os.environ["DNALM_CHECKOUT"] = workflow.basedir
+os.environ.update(DNALM_CHECKOUT=workflow.basedir)
 
 try:  # every input error stops the run here, before any job, as one message
     RUN = plan_run(config)

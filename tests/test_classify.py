@@ -305,3 +305,26 @@ def test_changing_shards_per_job_leaves_no_stale_group_files(long_run, tmp_path)
                                          "classify": {"pretrained_head": str(head_dir), "shards_per_job": 2}})
     copy.snakemake(configs=[cfg])
     assert sorted(p.name for p in groups.glob("group_*.parquet")) == ["group_00000.parquet", "group_00001.parquet"]
+
+
+@pytest.mark.workflow
+def test_classification_memory_follows_the_configured_attention_block(workdir):
+    """The memory a classification job asks for is that of the hierarchical head it runs:
+    attention within blocks of heads.hierarchical.attention_block windows (not the default)."""
+    import re
+
+    from dnalm.outputs.classify import shard_memory_mb
+
+    # A 4.6-Mbp region (17,969 windows: its attention dominates the job's memory) and a short one.
+    bed = workdir.path("long.bed")
+    bed.write_text("NC_000913.3\t0\t4600000\tlong\t0\t+\ta\ttrain\nNC_000913.3\t4600000\t4641000\tshort\t0\t+\tb\ttrain\n")
+    asked = {}
+    for block in (256, 64):
+        cfg = workdir.write_config(f"block{block}.yaml", {
+            "input": {"mode": "bed", "bed": "long.bed"}, "heads": {"hierarchical": {"attention_block": block}}})
+        run = workdir.snakemake("-n", configs=[cfg])
+        jobs = run.output.split("rule classify_shards:")[1:]
+        asked[block] = max(int(re.search(r"mem_mb=(\d+)", job).group(1)) for job in jobs)
+    heads = 2  # tests/helpers/workflow.py FAST: heads.hierarchical.attention_heads
+    assert asked == {block: shard_memory_mb(17_969, heads, block) for block in (256, 64)}
+    assert asked[64] < asked[256]

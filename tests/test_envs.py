@@ -245,8 +245,8 @@ def missing_from_env(needed: dict[str, str], env: Path) -> list[str]:
 def test_scan_finds_known_imports():
     """The import scan itself: it must see lazy imports and follow dnalm's own modules."""
     embed = needed_modules(REPO / "scripts" / "embed_shard.py")
-    # torch is lazy there; tokenizers is reached through the encoders subpackage
-    assert {"torch", "transformers", "tokenizers", "numpy", "pyarrow", "pysam", "tqdm"} <= set(embed)
+    # torch is lazy there; safetensors is reached through the encoders subpackage (native ports)
+    assert {"torch", "transformers", "safetensors", "numpy", "pyarrow", "tqdm"} <= set(embed)
     windows = needed_modules(REPO / "scripts" / "make_windows.py")
     assert {"numpy", "pandas", "pyarrow", "pysam"} <= set(windows)
     assert "torch" not in windows  # the cpu env's rules never reach torch
@@ -302,3 +302,57 @@ def test_snakefmt_check_passes():
     proc = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --------------------------------------------- the package where jobs run
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_every_env_installs_the_package_from_the_checkout(env):
+    """Snakemake runs <env>.post-deploy.sh in each env it creates: the jobs import dnalm from there."""
+    script = env.with_name(f"{env.stem}.post-deploy.sh")
+    assert script.is_file(), f"{env.name} has no post-deploy script, so its jobs could not import dnalm"
+    assert 'pip install --no-deps --editable "${DNALM_CHECKOUT' in script.read_text()
+    assert "os.environ.update(DNALM_CHECKOUT=workflow.basedir)" in (REPO / "rules" / "common.smk").read_text()
+
+
+def test_post_deploy_installs_this_checkout_into_a_fresh_environment(tmp_path):
+    """What Snakemake does after creating a conda env, done here in a fresh venv (conda cannot
+    run here): the script installs the checkout, and the env then imports dnalm from it."""
+    import os
+    import venv
+
+    env = tmp_path / "env"
+    venv.create(env, with_pip=True)
+    environ = {**os.environ, "PATH": f"{env / 'bin'}:{os.environ['PATH']}", "DNALM_CHECKOUT": str(REPO)}
+    environ.pop("PYTHONPATH", None)
+    script = REPO / "envs" / "torch.post-deploy.sh"
+    proc = subprocess.run(["bash", str(script)], env=environ, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    where = subprocess.run([str(env / "bin" / "python"), "-c", "import dnalm; print(dnalm.__file__)"],
+                           env=environ, capture_output=True, text=True, cwd=tmp_path)
+    assert where.stdout.strip() == str(PACKAGE / "__init__.py"), where.stderr
+    environ.pop("DNALM_CHECKOUT")
+    unset = subprocess.run(["bash", str(script)], env=environ, capture_output=True, text=True)
+    assert unset.returncode != 0 and "DNALM_CHECKOUT" in unset.stderr
+
+
+def test_a_package_from_another_checkout_is_refused(tmp_path):
+    """The DAG and every job refuse a dnalm that is not this checkout's: other code than the
+    rules were written for would run, silently."""
+    import os
+    import shutil
+
+    from dnalm.errors import InputError
+    from dnalm.workflow.jobs import check_package_origin
+
+    check_package_origin(REPO)
+    with pytest.raises(InputError, match="not from the workflow's own checkout"):
+        check_package_origin(tmp_path)
+    copy = tmp_path / "other" / "src"
+    shutil.copytree(PACKAGE, copy / "dnalm")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert f"imports dnalm from {copy / 'dnalm'}" in output and "pip install --no-deps -e" in output
