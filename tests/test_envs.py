@@ -8,7 +8,6 @@ and run the two linters the Makefile's `lint` target runs.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import re
 import subprocess
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.imports import PACKAGE, imports_of
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
-PACKAGE = REPO / "src" / "dnalm"
 
 CHANNELS = ["conda-forge", "bioconda", "nodefaults"]
 # name=version, one "=", an exact dotted version: no ranges, wildcards, builds or bare names.
@@ -163,52 +162,6 @@ def test_env_pins_match_requirements(env):
 
 
 # ------------------------------------------------ imports vs env contents
-
-
-def _module_file(parts: list[str]) -> Path | None:
-    """The file of dnalm module `parts` (relative to the package): x.py or x/__init__.py."""
-    base = PACKAGE.joinpath(*parts)
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imports_of(path: Path) -> tuple[set[str], set[Path]]:
-    """(third-party top-level modules, dnalm files) imported anywhere in a file.
-
-    Function-level imports count too: `import torch` inside a function still runs in the
-    rule's env. Any dnalm import runs dnalm/__init__.py (and a subpackage's __init__);
-    `from dnalm import report` and `from . import x` import a submodule where it exists,
-    and relative imports resolve from the importing file's own package.
-    """
-    third_party, internal = set(), {PACKAGE / "__init__.py"}
-    here = list(path.parent.relative_to(PACKAGE).parts) if path.is_relative_to(PACKAGE) else []
-
-    def add(parts: list[str], names: list[str]) -> None:
-        for depth in range(1, len(parts) + 1):  # every package on the way runs its __init__
-            if found := _module_file(parts[:depth]):
-                internal.add(found)
-        for name in names:
-            if found := _module_file([*parts, name]):
-                internal.add(found)
-
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "dnalm":
-                    add(parts[1:], [])
-                else:
-                    third_party.add(parts[0])
-        elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".") if node.module else []
-            if node.level == 0 and parts[0] != "dnalm":
-                third_party.add(parts[0])
-                continue
-            base = parts[1:] if node.level == 0 else here[: len(here) - (node.level - 1)] + parts
-            add(base, [alias.name for alias in node.names])
-    return third_party - set(sys.stdlib_module_names) - {"__future__"}, internal
 
 
 def needed_modules(script: Path) -> dict[str, str]:
