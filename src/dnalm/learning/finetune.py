@@ -182,45 +182,51 @@ class Finetuner:
                   file=self.log, flush=True)
         else:
             state = {"epoch": 0, "best_epoch": 0, "best_loss": None, "history": []}
-        ytrain = torch.from_numpy(self.sets.y).to(self.device)
         for epoch in range(state["epoch"] + 1, s.epochs + 1):
             if epoch - state["best_epoch"] > s.patience and state["best_epoch"]:
                 break
             started = time.perf_counter()
-            self.classifier.train()
-            order = self.rng.permutation(train_rows)
-            total, n_steps = 0.0, 0
-            optimizer.zero_grad()
-            for step, lo in enumerate(range(0, len(order), s.sequences_per_step)):
-                rows = order[lo : lo + s.sequences_per_step]
-                windows, sequence, positions = self._step_batch(rows)
-                with autocast(self.settings.precision, self.device):
-                    logits = self.classifier(windows, sequence, positions)
-                y = ytrain[torch.from_numpy(rows).to(self.device)]
-                loss = weighted_loss(logits.float(), y, self.weights, float(self.weights[y].sum()))
-                (loss / s.accumulate).backward()
-                total += loss.item()
-                n_steps += 1
-                if (step + 1) % s.accumulate == 0 or lo + s.sequences_per_step >= len(order):
-                    torch.nn.utils.clip_grad_norm_(self.classifier.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
+            train_loss = self._train_epoch(train_rows, optimizer, scheduler)
             val_loss, proba = self.evaluate(monitor)
             val_accuracy = float((proba.argmax(1) == self.sets.y[monitor]).mean())
-            state["history"].append({"epoch": epoch, "train_loss": total / max(n_steps, 1), "val_loss": val_loss,
+            state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                                      "val_accuracy": val_accuracy, "seconds": round(time.perf_counter() - started, 1)})
             best = state["best_loss"] is None or val_loss < state["best_loss"] - 1e-6
             if best:
                 state["best_loss"], state["best_epoch"] = val_loss, epoch
             state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
             self.checkpoint.save(self.classifier, optimizer, state, best=best)
-            print(f"epoch {epoch}: train loss {total / max(n_steps, 1):.4f}, val loss {val_loss:.4f}, val accuracy "
+            print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val accuracy "
                   f"{val_accuracy:.3f}{' (best)' if best else ''}, {time.perf_counter() - started:.0f} s",
                   file=self.log, flush=True)
         self.checkpoint.load_best(self.classifier)
         self.state = state
         return state
+
+    def _train_epoch(self, train_rows: np.ndarray, optimizer, scheduler) -> float:
+        """One pass over the training sequences in a new random order; the mean step loss."""
+        s = self.settings
+        self.classifier.train()
+        order = self.rng.permutation(train_rows)
+        ytrain = torch.from_numpy(self.sets.y).to(self.device)
+        total, n_steps = 0.0, 0
+        optimizer.zero_grad()
+        for step, lo in enumerate(range(0, len(order), s.sequences_per_step)):
+            rows = order[lo : lo + s.sequences_per_step]
+            windows, sequence, positions = self._step_batch(rows)
+            with autocast(s.precision, self.device):
+                logits = self.classifier(windows, sequence, positions)
+            y = ytrain[torch.from_numpy(rows).to(self.device)]
+            loss = weighted_loss(logits.float(), y, self.weights, float(self.weights[y].sum()))
+            (loss / s.accumulate).backward()
+            total += loss.item()
+            n_steps += 1
+            if (step + 1) % s.accumulate == 0 or lo + s.sequences_per_step >= len(order):
+                torch.nn.utils.clip_grad_norm_(self.classifier.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+        return total / max(n_steps, 1)
 
     # ----------------------------------------------------------------- output
     def save(self, encoder_dir: str, head_dir: str) -> dict:

@@ -363,7 +363,7 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
     """The per-sequence table (TSV + Parquet) and tracks from every shard's probabilities.
 
     `shard_paths`: the classification jobs' outputs in order; `chrom_sizes`: contig ->
-    length for the bigWig header (`fasta.read_fai` of the FASTA), by default each contig
+    length for the bigWig header (`inputs.fasta.read_fai` of the FASTA), by default each contig
     as long as its furthest sequence end.
     """
     regions = read_regions(regions_path, labels_path)

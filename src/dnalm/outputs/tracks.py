@@ -118,7 +118,7 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
                  chrom_sizes: dict[str, int] | None = None) -> dict[str, str]:
     """Write calls.bed, a bedGraph and a bigWig per class and tracks.tsv into `out_dir`.
 
-    `chrom_sizes`: contig -> length in the reference's order (`fasta.read_fai`); without it
+    `chrom_sizes`: contig -> length in the reference's order (`inputs.fasta.read_fai`); without it
     the contigs of the table, each as long as its furthest sequence end. Returns the
     class -> file stem map.
     """
