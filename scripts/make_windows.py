@@ -13,4 +13,4 @@ with step(snakemake):
     regions = read_parquet(snakemake.input.regions, rule="extract_regions").to_pandas()
     out_dir = Path(snakemake.output.sequences).parent
     write_shards(regions, snakemake.input.fasta, spec, str(out_dir), snakemake.params.n_shards,
-                 reference=read_provenance(snakemake.input.regions).get("reference"))
+                 reference=read_provenance(snakemake.input.regions, rule="extract_regions").get("reference"))

@@ -389,3 +389,15 @@ def test_remote_code_using_apis_transformers_5_still_has_is_not_refused(tiny_mod
         "class MyModel:\n    def get_head_mask(self, mask):  # its own helper of that name\n        return mask\n"
         "    def post_init(self):\n        self.init_weights()\n        self.get_head_mask(None)\n"))
     preflight(EncoderSpec(str(folder), trust_remote_code=True), 512)
+
+
+@pytest.mark.parametrize("family, kind", [("nucleotide_transformer", "Nucleotide Transformer"),
+                                          ("dnabert", "DNABERT")])
+def test_a_kmer_family_on_a_folder_without_vocab_txt_says_so(tiny_models, family, kind):
+    """A k-mer family asked for on a per-base folder: the message names the folder and what it
+    lacks, not a vocab.txt that does not exist."""
+    folder = tiny_models["per_base"]
+    assert not (folder / "vocab.txt").exists()
+    with pytest.raises(InputError) as err:
+        preflight(EncoderSpec(str(folder), family=family), 512)
+    assert str(err.value).startswith(f"{folder}: has no vocab.txt, so it is not a {kind}")

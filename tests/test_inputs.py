@@ -495,3 +495,40 @@ def test_lock_is_taken_refused_released_and_taken_over(tmp_path):
     assert json.loads(lock.read_text())["pid"] == os.getpid()
     release_run_lock(outdir)
     assert not lock.exists()
+
+
+# ------------------------------------------------- issue 14, item 13: wording
+
+
+def test_a_record_listed_at_a_wrong_offset_is_called_so(tmp_path):
+    """A .fai naming a record at the wrong place says so; it is not 'a record the .fai does not list'."""
+    from dnalm.inputs.fasta import check_fai
+
+    fasta = write_fasta(tmp_path / "two.fa", {"a": "ACGT" * 30, "b": "GGCC" * 30}, width=60)
+    pysam.faidx(str(fasta))
+    fai = tmp_path / "two.fa.fai"
+    rows = [line.split("\t") for line in fai.read_text().splitlines()]
+    rows[1][2] = str(int(rows[1][2]) + 61)  # b's second sequence line, not its first
+    fai.write_text("".join("\t".join(row) + "\n" for row in rows))
+    stale = check_fai(fasta).stale
+    assert stale == "the .fai puts record b at an offset where the file does not have it"
+
+
+def test_an_unindexable_fasta_names_its_index_not_a_temporary_file(tmp_path):
+    fasta = tmp_path / "ragged.fa"
+    fasta.write_text(">a\nACGT\nAC\nACGT\n>b\nACGT\n")  # a short line inside a record: no index possible
+    msg = _error(ensure_fasta_index, fasta)
+    assert f"Could not build fai index {fasta}.fai" in msg and ".tmp" not in msg and "stderr=" not in msg
+
+
+def test_a_truncated_window_shard_names_the_rule_to_rerun(tmp_path):
+    """What an embedding job says of a damaged shard of windows: the rule that writes it."""
+    from dnalm.embedding.shards import embed_shard
+    from dnalm.settings import EncoderSpec
+
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(ORCHID)))
+    write_shards(regions, str(ORCHID), WindowSpec(size=512, stride=256, per_shard=1000), str(tmp_path), 1)
+    shard = tmp_path / "shard_00000.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    msg = _error(embed_shard, str(shard), str(tmp_path / "out.parquet"), EncoderSpec(str(tmp_path / "no-model")))
+    assert "snakemake --forcerun make_windows" in msg

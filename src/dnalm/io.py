@@ -127,8 +127,10 @@ def _damaged(path, err: Exception, rule: str | None) -> InputError:
                           f"rule that writes it ({rerun}, with your usual options)")
 
 
-def read_provenance(path: str | os.PathLike) -> dict:
-    meta = read_parquet_schema(path).metadata or {}
+def read_provenance(path: str | os.PathLike, *, rule: str | None = None) -> dict:
+    """The provenance a Parquet file of the workflow carries (`rule`: the rule that writes it,
+    named in the error when the file is damaged)."""
+    meta = read_parquet_schema(path, rule=rule).metadata or {}
     raw = meta.get(PROVENANCE_KEY)
     return json.loads(raw) if raw else {}
 

@@ -52,7 +52,7 @@ def embed_shard(shard_path: str, out_path: str, spec: EncoderSpec, *, settings: 
     from tqdm import tqdm
 
     device = pick_device(device)
-    windows_meta = read_provenance(shard_path)
+    windows_meta = read_provenance(shard_path, rule="make_windows")
     encoder = Encoder.load(spec, int(windows_meta["window_size"]), int(windows_meta["window_stride"]), device)
     table = read_parquet(shard_path, columns=WINDOW_KEYS + ["sequence"], rule="make_windows")
     sequences = table.column("sequence").to_pylist()
@@ -104,9 +104,9 @@ def read_embeddings(paths: list[str], pooling: str) -> tuple[pa.Table, np.ndarra
     for path in paths:
         table = read_parquet(path, columns=KEY_COLUMNS + [pooling], rule="embed_shard")
         if provenance:
-            check_same_origin(read_provenance(path), provenance, path, paths[0])
+            check_same_origin(read_provenance(path, rule="embed_shard"), provenance, path, paths[0])
         else:
-            provenance = read_provenance(path)
+            provenance = read_provenance(path, rule="embed_shard")
         keys.append(table.select(KEY_COLUMNS))
         column = table.column(pooling).combine_chunks()
         hidden = column.type.list_size

@@ -125,10 +125,13 @@ class Dnabert(Family):
         vocab = folder.vocab_lines
         self.k = vocab_k(vocab) if vocab else None
         if self.k is None:
+            fix = "use a DNABERT-k checkpoint, or set encoder.family to the model's family (or auto)"
+            if vocab is None:
+                raise InputError("has no vocab.txt, so it is not a DNABERT (overlapping k-mer) model",
+                                 path=folder.path, fix=fix)
             raise InputError(
                 f"vocab.txt is not a DNABERT k-mer vocabulary ({', '.join(SPECIAL_TOKENS)} and all 4^k "
-                "k-mers of one k in 3..6)", path=folder.path / "vocab.txt",
-                fix="use a DNABERT-k checkpoint, or set encoder.family to the model's family (or auto)")
+                "k-mers of one k in 3..6)", path=folder.path / "vocab.txt", fix=fix)
 
     @classmethod
     def detect(cls, folder: ModelFolder) -> bool:

@@ -153,10 +153,13 @@ class NucleotideTransformer(Family):
         super().__init__(folder)
         layout = vocab_layout(folder.vocab_lines) if folder.vocab_lines else None
         if layout is None:
+            fix = "use an NT-style checkpoint, or set encoder.family to the model's family (or auto)"
+            if folder.vocab_lines is None:
+                raise InputError("has no vocab.txt, so it is not a Nucleotide Transformer (non-overlapping k-mer) "
+                                 "model", path=folder.path, fix=fix)
             raise InputError(
                 "vocab.txt is not a Nucleotide Transformer vocabulary (<cls>, <pad>, ... , all 4^k k-mers of "
-                "one k and single-letter tokens)", path=folder.path / "vocab.txt",
-                fix="use an NT-style checkpoint, or set encoder.family to the model's family (or auto)")
+                "one k and single-letter tokens)", path=folder.path / "vocab.txt", fix=fix)
         self.k = layout[0]
 
     @classmethod

@@ -156,6 +156,7 @@ def check_fai(fasta: str | os.PathLike) -> FaiCheck:
     except (OSError, struct.error, ValueError) as err:
         return FaiCheck(stale=f"its .gzi cannot be read ({err})")
     known: dict[str, int] = {}
+    listed = {rec.name for rec in records}
     counter = [0]
     try:
         prev_end = 0
@@ -172,7 +173,7 @@ def check_fai(fasta: str | os.PathLike) -> FaiCheck:
             if lines[-1] != b"":  # the header must end right before the offset
                 check.stale = f"the .fai puts record {rec.name} where no header line ends"
                 break
-            check.stale = _read_gap(lines[:-1], rec.name, known, counter, check)
+            check.stale = _read_gap(lines[:-1], rec.name, known, counter, check, listed)
             if check.stale:
                 break
             first = reader.read(rec.offset, rec.offset + min(rec.length, rec.linebases) +
@@ -189,7 +190,7 @@ def check_fai(fasta: str | os.PathLike) -> FaiCheck:
             lines = _lines(tail)
             if len(tail) == _WINDOW:
                 lines = lines[:-1] + [None]
-            check.stale = _read_gap(lines, None, known, counter, check)
+            check.stale = _read_gap(lines, None, known, counter, check, listed)
     finally:
         reader.close()
     return check
@@ -200,7 +201,7 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 def _read_gap(lines: list, expect: str | None, known: dict[str, int], counter: list[int],
-              check: FaiCheck) -> str | None:
+              check: FaiCheck, listed: set[str]) -> str | None:
     """Walk the lines between two indexed records (None stands for bytes not read): blank
     lines, headers the .fai skipped (with their bodies), then the header `expect`."""
     last = max((i for i, line in enumerate(lines) if line and line.strip()), default=-1) if expect else -1
@@ -210,6 +211,8 @@ def _read_gap(lines: list, expect: str | None, known: dict[str, int], counter: l
         record, name, has_bases = pending
         if name in known:
             check.duplicates.append((record, name, known[name]))
+        elif has_bases and name in listed:
+            return f"the .fai puts record {name} at an offset where the file does not have it"
         elif has_bases:
             return f"the .fai does not list record {name}"
         else:
@@ -301,8 +304,11 @@ def _build_index(path: Path) -> None:
         for tmp, index in zip(tmps, indexes):
             os.replace(tmp, index)
     except pysam.SamtoolsError as err:  # malformed FASTA: say so, not samtools' words alone
+        said = str(err).split("stderr=", 1)[-1].strip().strip("'\"").replace("\\n", " ").strip()
+        for tmp, index in zip(tmps, indexes):  # name the index files, not this process's temporary ones
+            said = said.replace(str(tmp), str(index))
         raise InputError(
-            f"could not be indexed as FASTA ({str(err).strip()})", path=path,
+            f"could not be indexed as FASTA ({said})", path=path,
             fix="check that it is a FASTA file with '>' headers and equal-length sequence lines") from None
     finally:
         for tmp in tmps:

@@ -90,7 +90,7 @@ class Finetuner:
         self.device = pick_device(device)
         torch.manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
-        windows_meta = read_provenance(shard_paths[0])
+        windows_meta = read_provenance(shard_paths[0], rule="make_windows")
         self.window_size, self.stride = int(windows_meta["window_size"]), int(windows_meta["window_stride"])
         # Master weights in fp32; bf16 is autocast (GPU by default), never the stored weights.
         self.encoder = Encoder.load(replace(spec, precision="fp32"), self.window_size, self.stride, self.device,

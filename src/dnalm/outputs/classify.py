@@ -206,7 +206,8 @@ def load_heads(head_dirs, embedding_path: str) -> dict:
     """Every head of the job, checked against the embeddings before any work."""
     from ..learning.heads import check_compatible, load_head
 
-    schema, embedded = read_parquet_schema(embedding_path, rule="embed_shard"), read_provenance(embedding_path)
+    schema = read_parquet_schema(embedding_path, rule="embed_shard")
+    embedded = read_provenance(embedding_path, rule="embed_shard")
     heads = {}
     for head_dir in head_dirs:
         head = load_head(head_dir)
@@ -333,13 +334,13 @@ def write_tables(table: pd.DataFrame, tsv: str, parquet: str, provenance: dict) 
 def read_partials(paths: list[str], n_sequences: int) -> tuple[np.ndarray, list[str], dict]:
     """The shards' probabilities as one (n_sequences, classes) array, the class names and
     the final table's provenance (checked to agree across shards)."""
-    first = read_provenance(paths[0])
+    first = read_provenance(paths[0], rule="classify_shards")
     same = {key: first.get(key) for key in ("head", "head_kind", "pooling", "max_n_fraction", "class_names")}
     class_names = first["class_names"]
     seq_parts, prob_parts = [], []
     provenance = first
     for path in paths:
-        provenance = read_provenance(path)
+        provenance = read_provenance(path, rule="classify_shards")
         check_same_origin(provenance, first, path, paths[0])
         differ = [key for key, value in same.items() if provenance.get(key) != value]
         if differ:
