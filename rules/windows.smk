@@ -14,6 +14,7 @@ rule make_windows:
         stride=S.windows.stride,
         per_shard=S.windows.per_shard,
         iupac=S.windows.iupac,
+        mirrored=S.windows.mirrored,  # encoder.strands both: strand-free windows
         n_shards=len(RUN.shards),
     script:
         "../scripts/make_windows.py"

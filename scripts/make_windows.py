@@ -9,7 +9,8 @@ from dnalm.workflow.jobs import step
 
 with step(snakemake):
     spec = WindowSpec(size=snakemake.params.size, stride=snakemake.params.stride,
-                      per_shard=snakemake.params.per_shard, iupac=snakemake.params.iupac)
+                      per_shard=snakemake.params.per_shard, iupac=snakemake.params.iupac,
+                      mirrored=snakemake.params.mirrored)
     regions = read_parquet(snakemake.input.regions, rule="extract_regions").to_pandas()
     out_dir = Path(snakemake.output.sequences).parent
     write_shards(regions, snakemake.input.fasta, spec, str(out_dir), snakemake.params.n_shards,

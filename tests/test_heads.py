@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -188,3 +189,60 @@ def test_predict_proba_keeps_the_order_of_rows_whatever_the_batching(kind):
     fastpath = torch.backends.mha.get_fastpath_enabled()
     assert np.allclose(predict_proba(head, data, rows, budget=40), alone, atol=1e-5)
     assert torch.backends.mha.get_fastpath_enabled() == fastpath
+
+
+def _reversed_by_hand(windows, positions, counts):
+    """Each sequence's first `count` windows in the opposite order, positions mirrored."""
+    flipped, mirrored = torch.zeros_like(windows), torch.zeros_like(positions)
+    for row, n in enumerate(counts):
+        flipped[row, :n] = windows[row, :n].flip(0)
+        mirrored[row, :n] = positions[row, n - 1] - positions[row, :n].flip(0)
+    return flipped, mirrored
+
+
+def test_reversed_windows_reads_each_sequence_backwards():
+    from dnalm.learning.heads import reversed_windows
+
+    torch.manual_seed(0)
+    counts = [5, 1, 3]
+    windows = torch.randn(3, 5, DIM)
+    positions = torch.zeros(3, 5)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    for row, n in enumerate(counts):
+        positions[row, :n] = torch.tensor([0.0, 0.5, 1.75, 2.0, 3.125][:n])
+        mask[row, :n] = True
+    windows = windows * mask[..., None]
+    mask[0, 4] = False  # an unusable last window still counts as a window of the sequence
+    flipped, mirrored, kept = reversed_windows(windows, positions, mask)
+    want_w, want_p = _reversed_by_hand(windows, positions, counts)
+    assert torch.equal(flipped, want_w) and torch.equal(mirrored, want_p)
+    assert kept[0].tolist() == [False, True, True, True, True] and kept[1].tolist() == [True] + [False] * 4
+
+
+@pytest.mark.parametrize("block", [256, 2])
+def test_a_head_reading_both_orders_gives_a_sequence_and_its_reversal_one_result(block):
+    """encoder.strands both: a region and its reverse complement give the same windows in
+    opposite orders (positions mirrored); the hierarchical head averages both readings, so
+    both get one result, also with attention blocks shorter than the sequence."""
+    torch.manual_seed(1)
+    config = HeadConfig(kind="hierarchical", class_names=["a", "b"], embed_dim=DIM, pooling="mean", d_model=16,
+                        layers=1, attention_heads=2, attention_block=block, both_orders=True)
+    head = build_head(config).eval()
+    counts = [7, 4]
+    windows, positions = torch.randn(2, 7, DIM), torch.zeros(2, 7)
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    for row, n in enumerate(counts):
+        positions[row, :n] = torch.tensor([0.0, 0.9, 1.9, 2.9, 3.9, 4.9, 5.5][:n])
+        mask[row, :n] = True
+    mask[0, 6] = False
+    flipped, mirrored = _reversed_by_hand(windows, positions, counts)
+    flipped_mask = mask.clone()
+    flipped_mask[0] = torch.tensor([False] + [True] * 6)
+    with torch.inference_mode():
+        forward, backward = head(windows, positions, mask), head(flipped, mirrored, flipped_mask)
+        one_way = build_head(dataclasses.replace(config, both_orders=False))
+        one_way.load_state_dict(head.state_dict())
+        one_way.eval()
+        differs = one_way(windows, positions, mask) - one_way(flipped, mirrored, flipped_mask)
+    assert torch.allclose(forward, backward, atol=1e-6)
+    assert differs.abs().max() > 1e-4  # one reading alone depends on the order

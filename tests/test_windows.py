@@ -322,3 +322,38 @@ def test_shards_of_an_earlier_larger_plan_are_removed(tmp_path):
         n = plan_shards(regions["length"].to_numpy(), spec)
         write_shards(regions, str(PHIX), spec, str(tmp_path), n)
     assert sorted(p.name for p in tmp_path.glob("shard_*.parquet")) == ["shard_00000.parquet"]
+
+
+@pytest.mark.parametrize("size, stride", [(5, 3), (64, 32), (100, 100), (100, 7), (512, 256)])
+def test_mirrored_starts_cover_the_sequence_symmetrically(size, stride):
+    """Spread windows (encoder.strands both): first at 0, last at the end, at most a stride
+    apart, the set its own mirror image, one window more than tile_starts at most."""
+    from dnalm.tiling import count_mirrored, mirrored_starts
+
+    for length in range(1, 3 * size + 50):
+        starts = mirrored_starts(length, size, stride)
+        assert len(starts) == count_mirrored(np.array([length]), size, stride)[0]
+        if length <= size:
+            assert starts.tolist() == [0]
+            continue
+        span = length - size
+        assert starts[0] == 0 and starts[-1] == span
+        assert (np.diff(starts) > 0).all() and (np.diff(starts) <= stride).all()
+        assert sorted((span - starts).tolist()) == starts.tolist()
+        assert len(starts) - len(tile_starts(length, size, stride)) in (0, 1)
+
+
+def test_a_region_and_its_reverse_complement_get_the_same_mirrored_windows(tmp_path):
+    """With mirrored windows a minus-strand region's windows are its plus-strand twin's,
+    reverse-complemented, in the opposite order; with the usual tiling they are not."""
+    regions = _regions(tmp_path, PHIX, [("NC_001422.1", 100, 100 + length, f"r{length}{strand}", 0, strand)
+                                        for length in (1280, 1301) for strand in "+-"])
+    for mirrored in (True, False):
+        out = tmp_path / f"w{mirrored}"
+        write_shards(regions, str(PHIX), WindowSpec(size=512, stride=256, per_shard=100, mirrored=mirrored), str(out), 1)
+        table = pq.read_table(out / "shard_00000.parquet").to_pandas()
+        same = []
+        for pair in ((0, 1), (2, 3)):
+            plus, minus = (table[table["seq_index"] == i] for i in pair)
+            same.append(plus["sequence"].tolist() == [revcomp(s) for s in minus["sequence"]][::-1])
+        assert same == ([True, True] if mirrored else [True, False])  # 1280 - 512 = 3 strides; 1301 - 512 is not

@@ -116,6 +116,9 @@ class WindowSpec:
     stride: int = default("windows.stride")
     per_shard: int = default("windows.per_shard")
     iupac: str = default("windows.iupac")  # error | as_n
+    # Not a key of its own: set where encoder.strands is both, so that a sequence and its
+    # reverse complement are cut into the same windows (tiling.mirrored_starts).
+    mirrored: bool = False
 
     def check(self) -> None:
         if self.size < 1 or self.stride < 1 or self.per_shard < 1:
@@ -313,7 +316,7 @@ def from_config(config: dict) -> RunSettings:
     return RunSettings(
         outdir=c["outdir"], logdir=c["logdir"],
         input=InputSettings.from_section(c["input"]),
-        windows=WindowSpec(**c["windows"]),
+        windows=WindowSpec(**c["windows"], mirrored=c["encoder"]["strands"] == "both"),
         encoder=EncoderSettings(
             source=encoder["source"],
             spec=EncoderSpec(**{k: v for k, v in encoder.items() if k not in ("source", "tiny")}),

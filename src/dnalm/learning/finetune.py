@@ -106,7 +106,7 @@ class Finetuner:
         inputs = [regions_path] + ([labels_path] if labels_path else []) + list(shard_paths)
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec)], inputs))
         head = new_head(settings.head, settings, self.sets.class_names, self.encoder.identity.hidden_size,
-                        self._training_vectors()).to(self.device)
+                        self._training_vectors(), spec.strands).to(self.device)
         self.encoder.model = adapt_encoder(self.encoder.model, settings, self.log)
         self.classifier = SequenceClassifier(self.encoder, head, settings.pooling, spec.strands).to(self.device)
         self.weights = class_weights(self.sets.y[self.sets.rows("train")], len(self.sets.class_names),

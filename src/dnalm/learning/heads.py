@@ -14,7 +14,10 @@ so a padded slot never reaches an output (tests/test_heads.py checks it).
   attention for any sequence up to that length), so its memory grows with the
   number of windows, not its square: a 5-Mbp contig (20,000 windows) fits; in
   training, a sequence longer than a batch budget runs its blocks in checkpointed
-  chunks, so the saved activations stay those of one batch.
+  chunks, so the saved activations stay those of one batch. With `both_orders`
+  (`encoder.strands: both`) it reads each sequence in both window orders and averages
+  the two (`reversed_windows`), so a region and its reverse complement, which give the
+  same windows in opposite orders, get the same result.
 
 Weights are saved as safetensors with a JSON config beside them.
 """
@@ -59,6 +62,8 @@ class HeadConfig:
     attention_block: int = 256  # windows per attention block (65 kb at stride 256)
     # What the head was trained on: applying it to other embeddings is an error.
     encoder: dict = field(default_factory=dict)
+    # Read every sequence in both window orders and average (order-aware heads, strands both).
+    both_orders: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -120,6 +125,12 @@ class HierarchicalHead(nn.Module):
         self.classifier = nn.Linear(config.d_model, config.n_classes)
 
     def forward(self, windows, positions, mask):
+        logits = self._read(windows, positions, mask)  # (batch, classes)
+        if self.config.both_orders:
+            logits = (logits + self._read(*reversed_windows(windows, positions, mask))) / 2
+        return logits
+
+    def _read(self, windows, positions, mask):
         x = self.project(self.normalise(windows))  # (batch, windows, d_model)
         x = x + sinusoidal(positions, self.config.d_model)
         x = self._attend(x, mask)  # (batch, windows, d_model)
@@ -156,6 +167,24 @@ class HierarchicalHead(nn.Module):
                        use_reentrant=False)
             for i in range(0, len(blocks), per_chunk)
         ])
+
+
+def reversed_windows(windows, positions, mask):
+    """The batch with every sequence's windows in the opposite order, as the other strand
+    reads them: slot j holds the window from slot n-1-j (n: the sequence's windows) and
+    its position mirrored within the sequence (last position - position), so a sequence's
+    reversal equals its reverse complement's windows wherever those are the same windows
+    (encoder.strands: both). A row's windows are its slots up to the last with a position
+    above 0: windows start at strictly increasing positions, and padded slots hold 0."""
+    batch, width = mask.shape
+    count = 1 + (positions[:, 1:] > 0).sum(1)  # (batch,)
+    source = count[:, None] - 1 - torch.arange(width, device=mask.device)[None, :]  # (batch, width)
+    real = source >= 0
+    source = source.clamp(min=0)
+    last = positions.max(1).values  # (batch,): the last window's position
+    flipped = torch.gather(windows, 1, source[..., None].expand(-1, -1, windows.shape[-1])) * real[..., None]
+    mirrored = (last[:, None] - torch.gather(positions, 1, source)) * real
+    return flipped, mirrored, torch.gather(mask, 1, source) & real
 
 
 def build_head(config: HeadConfig) -> nn.Module:

@@ -52,13 +52,15 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
 
 
 def new_head(kind: str, settings: HeadSettings, class_names: list[str], embed_dim: int,
-             training_vectors: np.ndarray, encoder: dict | None = None) -> torch.nn.Module:
+             training_vectors: np.ndarray, strands: str, encoder: dict | None = None) -> torch.nn.Module:
     """A head of `kind` shaped by the settings, its input normaliser set from the training
-    windows' vectors (n_windows, embed_dim); `encoder`: the embedding space it reads (flat,
-    `identity.EmbeddingSpace.as_dict`)."""
+    windows' vectors (n_windows, embed_dim); `strands`: how the vectors were embedded (an
+    order-aware head reads both window orders when `both`, so its result does not depend on
+    the strand); `encoder`: the embedding space it reads (flat, `EmbeddingSpace.as_dict`)."""
     config = HeadConfig(kind=kind, class_names=class_names, embed_dim=embed_dim, pooling=settings.pooling,
                         d_model=settings.d_model, layers=settings.layers, attention_heads=settings.attention_heads,
-                        dropout=settings.dropout, attention_block=settings.attention_block, encoder=encoder or {})
+                        dropout=settings.dropout, attention_block=settings.attention_block, encoder=encoder or {},
+                        both_orders=kind == "hierarchical" and strands == "both")
     head = build_head(config)
     head.normalise.mean.copy_(torch.from_numpy(training_vectors.mean(0)))
     head.normalise.std.copy_(torch.from_numpy(training_vectors.std(0) + 1e-6))

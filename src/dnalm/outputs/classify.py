@@ -73,8 +73,7 @@ from ..io import (
     write_table_atomic,
 )
 from ..settings import WindowSpec
-from ..tiling import count_tiles
-from ..windows.shards import plan_shards
+from ..windows.shards import count_windows, plan_shards
 from .tracks import write_tracks
 
 ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb
@@ -92,7 +91,7 @@ def shard_reads(lengths: np.ndarray, spec: WindowSpec) -> list[list[int]]:
     Mirrors how make_windows numbers windows (in sequence order) and cuts shards
     (every `per_shard` windows), from the sequence lengths alone.
     """
-    counts = count_tiles(lengths, spec.size, spec.stride)
+    counts = count_windows(lengths, spec)
     ends = np.cumsum(counts)  # per sequence: the window id after its last window
     starts = ends - counts
     n_shards = plan_shards(lengths, spec)
@@ -138,7 +137,7 @@ def classify_jobs(lengths: np.ndarray, spec: WindowSpec, shards_per_job: int) ->
 
 def closing_widths(lengths: np.ndarray, spec: WindowSpec) -> list[int]:
     """For each shard, the most windows of a sequence that closes in it (0: none does)."""
-    counts = count_tiles(lengths, spec.size, spec.stride)
+    counts = count_windows(lengths, spec)
     n_shards = plan_shards(lengths, spec)
     closes = np.minimum(np.cumsum(counts) // spec.per_shard, n_shards - 1)  # shard of the window after the last
     widths = np.zeros(n_shards, dtype=np.int64)

@@ -2,7 +2,10 @@
 
 Window rule (`tiling.tile_starts`, shared with genome tiling and pretraining): windows
 of `size` bp every `stride` bp; the last window is right-anchored so the tail is
-covered; a sequence shorter than a window gives one short window.
+covered; a sequence shorter than a window gives one short window. Where both strands are
+embedded (`WindowSpec.mirrored`) the windows are spread evenly instead, at most `stride`
+apart, as a set that is its own mirror image (`tiling.mirrored_starts`): a region and its
+reverse complement get the same windows.
 
 The shard plan depends on sequence lengths only, so the Snakefile computes the
 number of shards when it builds the DAG (`plan_shards`) and this module writes
@@ -23,7 +26,7 @@ import pyarrow.parquet as pq
 from ..inputs.fasta import fai_digest, open_fasta
 from ..io import PARQUET_OPTIONS, atomic_dir, with_provenance
 from ..settings import WindowSpec
-from ..tiling import count_tiles, tile_starts
+from ..tiling import count_mirrored, count_tiles, mirrored_starts, tile_starts
 from .bases import clean_sequence, reverse_complement
 
 WINDOWS_SCHEMA = pa.schema(
@@ -50,9 +53,27 @@ SEQUENCES_SCHEMA = pa.schema(
 )
 
 
+def count_windows(lengths: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """Windows per sequence, as `window_starts` cuts them, for many lengths at once."""
+    count = count_mirrored if spec.mirrored else count_tiles
+    return count(lengths, spec.size, spec.stride)
+
+
+def window_starts(length: int, spec: WindowSpec) -> tuple[np.ndarray, list[str]]:
+    """Starts of a sequence's windows, and each window's status: full, tail (right-anchored
+    off the stride grid) or short (the sequence is shorter than one window)."""
+    if length < spec.size:
+        return np.zeros(1, dtype=np.int64), ["short"]
+    if spec.mirrored:
+        starts = mirrored_starts(length, spec.size, spec.stride)
+        return starts, ["full"] * len(starts)
+    starts = tile_starts(length, spec.size, spec.stride)
+    return starts, ["full"] * (len(starts) - 1) + ["tail" if starts[-1] % spec.stride else "full"]
+
+
 def plan_shards(lengths: np.ndarray, spec: WindowSpec) -> int:
     """Number of shards for these sequence lengths (at least one)."""
-    total = int(count_tiles(lengths, spec.size, spec.stride).sum())
+    total = int(count_windows(lengths, spec).sum())
     return max(1, math.ceil(total / spec.per_shard))
 
 
@@ -124,6 +145,8 @@ def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: s
         "windows_per_shard": spec.per_shard,
         "iupac": spec.iupac,
     }
+    if spec.mirrored:
+        provenance["window_tiling"] = "mirrored"
     schema = with_provenance(WINDOWS_SCHEMA, provenance)
     summary = {name: [] for name in SEQUENCES_SCHEMA.names}
     fa = open_fasta(fasta)
@@ -138,17 +161,11 @@ def write_shards(regions: pd.DataFrame, fasta: str, spec: WindowSpec, out_dir: s
             if row.strand == "-":
                 seq = reverse_complement(seq)
             length = len(seq)
-            starts = tile_starts(length, spec.size, spec.stride)
+            starts, status = window_starts(length, spec)
             ends = np.minimum(starts + spec.size, length)
             is_n = np.frombuffer(seq.encode("ascii"), dtype=np.uint8) == ord("N")
             n_cum = np.concatenate([[0], np.cumsum(is_n, dtype=np.int64)])
             n_windows = len(starts)
-            if length < spec.size:
-                status = ["short"]
-            else:
-                status = ["full"] * n_windows
-                if (starts[-1] % spec.stride) != 0:
-                    status[-1] = "tail"
             ids = np.arange(next_window, next_window + n_windows, dtype=np.int64)
             writer.add(
                 window_id=ids,
