@@ -203,7 +203,10 @@ def save_head(head: nn.Module, folder: str | Path) -> None:
         # One metadata key only: safetensors writes several in a random order, and the
         # file must be byte-identical for identical weights (reruns, comparisons).
         save_file(state, str(tmp), metadata={"format": "pt"})
-    write_json_atomic(folder / CONFIG_FILE, asdict(head.config))
+    config = asdict(head.config)
+    if not config["both_orders"]:  # written only where set: a single-strand head's head.json is as it was
+        del config["both_orders"]
+    write_json_atomic(folder / CONFIG_FILE, config)
 
 
 def load_head(folder: str | Path) -> nn.Module:
