@@ -209,6 +209,18 @@ def test_ucsc_header_lines_are_skipped_and_counted(workdir):
     assert "2 sequences from bed input; 3 comment/track/browser line(s) skipped" in log
 
 
+def test_contigs_a_bed_reader_takes_for_headers_are_named_before_any_job(workdir):
+    """Contigs named like header lines are valid input; the DAG says which tracks leave them out."""
+    phix = next(iter(read_records(PHIX).values()))
+    names = ["track_1", "#2", "chr3", "chr4"]
+    write_fasta(workdir.path("seqs.fa"), {name: phix[i * 600 : (i + 1) * 600] for i, name in enumerate(names)})
+    workdir.path("labels.tsv").write_text("id\tlabel\n" + "".join(f"{n}\t{'xy'[i % 2]}\n" for i, n in enumerate(names)))
+    cfg = workdir.write_config("seqs.yaml", {"input": {"mode": "fasta", "sequences": "seqs.fa", "labels": "labels.tsv"}})
+    run = workdir.snakemake("-n", configs=[cfg])
+    assert "calls.bed and the bedGraph tracks leave out the rows of contig(s) '#2', 'track_1'" in run.output
+    assert "rename those contigs" in run.output
+
+
 # ------------------------------------------------------------ the cached plan
 
 

@@ -78,6 +78,26 @@ def test_annotation_run_reuses_the_finetuned_encoder_and_head(learned, workdir):
     assert workdir.path("results/classify/pretrained/tracks/calls.bed").exists()
 
 
+@pytest.mark.parametrize("encoder, named", [
+    ({}, "which is not a tiny encoder"),  # the tiny encoder the run would build, not the fine-tuned one
+    ({"source": "pretrained", "model": "results/pretrain/encoder"}, "whose weights differ"),  # where it started
+])
+def test_a_head_is_refused_before_any_job_with_another_encoder_than_its_own(learned, workdir, encoder, named):
+    """The head of a fine-tuned run read vectors of its fine-tuned encoder: annotating with the
+    encoder fine-tuning started from (same family, tokenizer and size) is refused when the DAG
+    is built, naming the encoder to use, not in the classification job after the embeddings."""
+    trained, _ = learned
+    if "model" in encoder:
+        encoder = {**encoder, "model": str(trained.path(encoder["model"]))}
+    cfg = workdir.write_config("annotate.yaml", {
+        "input": {"mode": "tiles", "reference": "data/lambda_phage_NC_001416.1.fa.gz"}, "encoder": encoder,
+        "classify": {"pretrained_head": str(trained.path("results/heads/finetuned"))}})
+    run = workdir.snakemake("-n", configs=[cfg], check=False)
+    assert run.returncode != 0 and named in run.output, run.output[-3000:]
+    assert f"encoder.model: {trained.path('results/finetune/encoder')}" in run.output
+    assert not workdir.path("results").exists() or not any(workdir.path("results").rglob("*.parquet"))
+
+
 def test_finetuning_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     overlay = {"input": {"mode": "bed", "bed": "regions.bed"},
                "finetune": {"activate": True, "epochs": 3, "patience": 3, "max_windows": 3,

@@ -166,6 +166,27 @@ def test_tracks_are_deterministic_and_skip_nothing(tmp_path):
         np.testing.assert_allclose(drawn[count > 0], total[count > 0] / count[count > 0], atol=1e-6)
 
 
+def test_contigs_a_bed_reader_takes_for_headers_stay_out_of_the_text_tracks(tmp_path):
+    """Contigs named '#...', 'track...' or 'browser...' (valid FASTA names): their BED and bedGraph
+    lines would be dropped by bedtools as headers, so those rows are not written there; the
+    bigWig keeps their values."""
+    classes = ["x", "y"]
+    table = calls_table(["x", "y"] * 10, classes)
+    renamed = {"chrA": "track_1", "chrB": "#b"}
+    table["chrom"] = table["chrom"].map(renamed)
+    sizes = {"track_1": 1_000, "#b": 600, "browser9": 300}
+    table.loc[table.index[-3:], "chrom"], table.loc[table.index[-3:], "end"] = "chrC", 290
+    table.loc[table.index[-3:], "start"] = 10
+    sizes["chrC"] = 300
+    write_tracks(table, classes, str(tmp_path), sizes)
+    for name in ("calls.bed", "prob_x.bedGraph"):
+        lines = (tmp_path / name).read_text().splitlines()
+        data = lines[1:] if name.endswith("bedGraph") else lines
+        assert data and all(line.startswith("chrC\t") for line in data), name  # no line a reader drops
+    chroms, intervals = bigwig_intervals(tmp_path / "prob_x.bw")
+    assert chroms == sizes and {"track_1", "#b", "chrC"} == set(intervals["chrom"])
+
+
 def test_no_calls_still_writes_valid_tracks(tmp_path):
     table = calls_table(["x"] * 3, ["x", "y"])
     table["pred_label"] = None

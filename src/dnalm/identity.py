@@ -17,6 +17,7 @@ compared; and the shards of one run against each other
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 
 
@@ -59,6 +60,13 @@ class EmbeddingSpace:
 
     def with_encoder(self, **changes) -> "EmbeddingSpace":
         return replace(self, encoder=replace(self.encoder, **changes))
+
+    def located(self) -> "EmbeddingSpace":
+        """The space with a local model folder named by its absolute path (a job is given it
+        relative to the run's working directory): what a trained head records, so a later
+        run, anywhere, can find the encoder the head reads."""
+        model = self.encoder.model
+        return self.with_encoder(model=os.path.abspath(model)) if model and os.path.isdir(model) else self
 
     def differences(self, other: "EmbeddingSpace", within_run: bool = False) -> list[tuple[str, object, object]]:
         """(key, this value, the other's) for each compatibility key the two disagree on. A head

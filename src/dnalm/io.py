@@ -135,6 +135,16 @@ def read_provenance(path: str | os.PathLike, *, rule: str | None = None) -> dict
     return json.loads(raw) if raw else {}
 
 
+# What bedtools and genome browsers take a BED line for when it starts with one of these:
+# a comment, a track line or a browser line, whatever follows.
+BED_HEADER_PREFIXES = ("#", "track", "browser")
+
+
+def bed_header_like(contig: str) -> bool:
+    """Whether a BED line on this contig would be read as a header, not as data."""
+    return contig.startswith(BED_HEADER_PREFIXES)
+
+
 def open_text(path: str | os.PathLike):
     """Open a text file that may be gzip-compressed; a UTF-8 byte-order mark is dropped."""
     path = Path(path)

@@ -235,10 +235,14 @@ class ModelFolder:
                                  path=self.path, fix="download the weight files again, or use the config.json "
                                                      "that came with these weights")
 
+    def weight_files(self) -> list[Path]:
+        """config.json and the weight files: what `weights_sha256` hashes."""
+        return sorted(p for p in self.path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+
     def weights_sha256(self) -> str:
-        """A content hash of config and weights (reads every weight byte: call it in jobs, not per DAG)."""
-        return _sha256_files(sorted(p for p in self.path.iterdir()
-                                    if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES))
+        """A content hash of config and weights (reads every weight byte: jobs call it; the DAG
+        only through a cache, `workflow.dag.cached_weights_sha256`)."""
+        return _sha256_files(self.weight_files())
 
 
 def byte_codes(sequences: list[str], table: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,8 @@ class InputPlan:
     # Classes of the labelled sequences marked (or defaulting to) train, and of those
     # marked val/test: enough to refuse an untrainable label set before any job.
     classes: dict = field(default_factory=lambda: {"train": [], "other": []})
+    # Contigs of the sequences whose lines BED readers take for headers (io.bed_header_like).
+    header_like: list = field(default_factory=list)
 
 
 def plan_inputs(source: RegionSource, outdir: str) -> InputPlan:
@@ -55,10 +57,11 @@ def plan_inputs(source: RegionSource, outdir: str) -> InputPlan:
     if cached is not None:
         return cached
     fasta, contigs = plan_fasta(source.fasta, outdir, scan=source.scans_records)
-    lengths, digest, classes = source.plan(contigs)
-    labelled = bool(classes["train"] or classes["other"])
+    planned = source.plan(contigs)
+    labelled = bool(planned.classes["train"] or planned.classes["other"])
     # Indexes may have been (re)built just now: the key is taken after.
-    return InputPlan(lengths, digest, labelled, fasta, plan_key(source, outdir), classes)
+    return InputPlan(planned.lengths, planned.digest, labelled, fasta, plan_key(source, outdir), planned.classes,
+                     planned.header_like)
 
 
 def _plan_file(outdir: str) -> Path:
@@ -106,7 +109,7 @@ def load_plan(outdir: str, key: str) -> InputPlan | None:
             if meta["key"] != key:
                 return None
             return InputPlan(stored["lengths"], meta["coordinates_digest"], meta["labelled"],
-                             FastaAccess(**meta["fasta"]), key, meta["classes"])
+                             FastaAccess(**meta["fasta"]), key, meta["classes"], meta["header_like"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -115,7 +118,7 @@ def save_plan(plan: InputPlan, outdir: str) -> None:
     """Keep the plan under `outdir`, so the DAG builds of cluster jobs (and reruns)
     read it instead of parsing the inputs again."""
     meta = {"key": plan.key, "coordinates_digest": plan.coordinates_digest, "labelled": plan.labelled,
-            "fasta": dataclasses.asdict(plan.fasta), "classes": plan.classes}
+            "fasta": dataclasses.asdict(plan.fasta), "classes": plan.classes, "header_like": plan.header_like}
     with atomic_path(_plan_file(outdir)) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, lengths=plan.lengths, meta=np.array(json.dumps(meta)))

@@ -247,7 +247,7 @@ class Finetuner:
                                                 model_sha256=written.model_sha256,
                                                 tokenizer_sha256=written.tokenizer_sha256)
         head = self.classifier.head.cpu()
-        head.config.encoder = dataclasses.replace(space, precision=None).as_dict()
+        head.config.encoder = dataclasses.replace(space, precision=None).located().as_dict()
         save_head(head, head_dir)
         metrics = head_metrics("finetuned", s.pooling, self.sets, val_proba, test_proba, self.state["best_epoch"],
                                self.state["history"], kind=s.head,

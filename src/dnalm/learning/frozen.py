@@ -53,7 +53,7 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
 
     space = EmbeddingSpace.from_dict(data.provenance)
     head = new_head(kind, settings, sets.class_names, data.embed_dim, data.matrix[data.window_rows(train_rows)],
-                    space.strands, encoder=space.as_dict())
+                    space.strands, encoder=space.located().as_dict())
 
     weights = class_weights(y_all[train_rows], len(sets.class_names), settings.class_weights)
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

@@ -9,7 +9,10 @@ One folder per head, `classify/<head>/tracks/`:
     tracks.tsv              class -> its bedGraph and bigWig file
 Rows are in the reference's contig order (its .fai), then by start. Track intervals never
 overlap, leave no gap inside a stretch that called sequences cover, and skip bases no called
-sequence covers. The bigWig header lists every contig with its .fai length.
+sequence covers. The bigWig header lists every contig with its .fai length. A contig whose
+name starts with '#', 'track' or 'browser' (`io.bed_header_like`) has no rows in calls.bed
+and the bedGraphs, where readers would take them for header lines; its bigWig values and
+table rows are there as for any contig (the DAG says so when it is built).
 
 Class labels are free text (a BED column, a labels table, a pretrained head's names):
 - `inputs.labels.check_label_text` refuses control characters (tab, line breaks, other C0/C1 controls)
@@ -35,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..inputs.labels import check_label_text
-from ..io import atomic_dir
+from ..io import atomic_dir, bed_header_like
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 100
@@ -138,9 +141,10 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
         raise RuntimeError(f"{row['seq_id']} ends at {row['end']}, past the end of {row['chrom']} in the reference "
                            f"({sizes[row['chrom']]} bp): re-run the workflow")
     by_chrom = list(called.groupby("chrom", sort=False))  # contigs in reference order
+    in_text = ~called["chrom"].map(bed_header_like).astype(bool)  # rows a BED reader keeps
     with atomic_dir(out_dir) as tmp:
         with open(tmp / CALLS_FILE, "w") as fh:
-            _write_rows(calls_bed(called), fh)
+            _write_rows(calls_bed(called[in_text]), fh)
         for name in class_names:
             parts = []
             for chrom, sub in by_chrom:
@@ -153,7 +157,7 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
             text = track_line_text(name)
             with open(tmp / f"{stems[name]}.bedGraph", "w") as fh:
                 fh.write(f'track type=bedGraph name="P({text})" description="dnalm probability of {text}"\n')
-                _write_rows(segments, fh)
+                _write_rows(segments[~segments["chrom"].map(bed_header_like).astype(bool)], fh)
             _write_bigwig(tmp / f"{stems[name]}.bw", sizes, segments)
         index = pd.DataFrame({"class": class_names, "bedgraph": [f"{stems[n]}.bedGraph" for n in class_names],
                               "bigwig": [f"{stems[n]}.bw" for n in class_names]})

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..encoders import identify, is_local, preflight, window_fit
+from ..encoders import ModelFolder, identify, is_local, preflight, window_fit
 from ..encoders.tiny import planned_identity, tiny_positions, tiny_window_limits
 from ..errors import InputError
 from ..identity import EmbeddingSpace
@@ -29,6 +29,7 @@ from ..inputs.fasta import (
 from ..inputs.plan import InputPlan, plan_inputs
 from ..inputs.sources import RegionSource, source_for
 from ..inputs.splits import check_training_classes
+from ..io import write_json_atomic
 from ..outputs.classify import ClassifyJob, classify_jobs
 from ..settings import (
     RunSettings,
@@ -47,6 +48,7 @@ class EncoderChain:
 
     note: str  # said once when the DAG is built ("" when there is nothing to say)
     space: EmbeddingSpace  # what the embeddings will be, as far as it is known before any job
+    folder: ModelFolder | None  # the configured model's files (None: a tiny one, built by the run)
     model_dir: str  # the configured model's folder (or hub id), or where build_tiny_encoder writes it
     model_files: list[str]  # what pretrain (else finetune, else embed_shard) reads
     hub_id: str
@@ -108,6 +110,14 @@ class RunPlan:
         return 0, 0
 
 
+def header_like_note(contigs: list[str]) -> str:
+    shown = ", ".join(repr(c) for c in contigs[:3]) + (f" and {len(contigs) - 3} more" if len(contigs) > 3 else "")
+    return (f"note: BED readers (bedtools, genome browsers) take lines starting with '#', 'track' or 'browser' for "
+            f"headers, so calls.bed and the bedGraph tracks leave out the rows of contig(s) {shown}; the bigWig "
+            "tracks and the per-sequence tables keep them. To have them in the BED files too, rename those contigs "
+            "in the FASTA (and the BED).")
+
+
 def trains_hierarchical(settings: RunSettings, heads: list[str]) -> bool:
     """A head this run trains is hierarchical: the frozen one, or the fine-tuned model's."""
     return "hierarchical" in heads or ("finetuned" in heads and settings.finetune.head == "hierarchical")
@@ -124,10 +134,12 @@ def plan_run(config: dict) -> RunPlan:
     # every embedding job. The input plan is read back from its cache while the inputs are
     # unchanged (inputs.plan).
     inputs = plan_inputs(source, outdir)
+    if inputs.header_like and settings.classify.tracks:
+        print(header_like_note(inputs.header_like), file=sys.stderr)
     shards = [shard_name(i) for i in range(plan_shards(inputs.lengths, settings.windows))]
     jobs = classify_jobs(inputs.lengths, settings.windows, settings.classify.shards_per_job)
     encoder = _encoder_chain(settings, outdir)
-    pretrained = _check_pretrained_head(settings, outdir, encoder.space) if settings.annotating else {}
+    pretrained = _check_pretrained_head(settings, outdir, encoder) if settings.annotating else {}
     heads = ["pretrained"] if settings.annotating else _trained_heads(settings, source, inputs)
     plan = RunPlan(settings, outdir, logdir, source, inputs, shards, jobs, encoder, heads,
                    {head: settings.classify.pretrained_head if head == "pretrained" else f"{outdir}/heads/{head}"
@@ -148,6 +160,7 @@ def _encoder_chain(settings: RunSettings, outdir: str) -> EncoderChain:
         identity = planned_identity(tiny)
         model_dir = f"{outdir}/encoder/tiny"
         files = [model_dir]  # a directory() output of build_tiny_encoder
+        folder = None
     else:
         # A missing/unfit model, an uncached hub id, or remote code not allowed stops the run here.
         family, note = preflight(enc.spec, windows.size, masked_lm=settings.pretrain_active)
@@ -155,8 +168,9 @@ def _encoder_chain(settings: RunSettings, outdir: str) -> EncoderChain:
         model_dir = enc.spec.model
         # Local files are inputs, so replacing the weights or tokenizer re-runs the embeddings.
         files = [str(p) for p in family.folder.tracked_files()] if is_local(model_dir) else []
+        folder = family.folder
     space = EmbeddingSpace(identity, windows.size, windows.stride, enc.spec.strands)
-    return EncoderChain(note, space, model_dir, files, "" if files else model_dir)
+    return EncoderChain(note, space, folder, model_dir, files, "" if files else model_dir)
 
 
 def _chain_steps(plan: RunPlan) -> None:
@@ -170,8 +184,10 @@ def _chain_steps(plan: RunPlan) -> None:
         check_lora_rank(plan.settings.finetune.lora_r, chain.space.encoder.hidden_size)
 
 
-def _check_pretrained_head(settings: RunSettings, outdir: str, space: EmbeddingSpace) -> dict:
-    """An annotation run's head, checked against what the embeddings will be, before any job."""
+def _check_pretrained_head(settings: RunSettings, outdir: str, encoder: EncoderChain) -> dict:
+    """An annotation run's head, checked against what the embeddings will be, before any job:
+    the same embedding space, and the very encoder it was trained with (a head trained with
+    the fine-tuned encoder reads nothing meaningful from the encoder it started from)."""
     folder = settings.classify.pretrained_head
     if Path(folder).resolve().is_relative_to(Path(f"{outdir}/heads").resolve()):
         raise InputError(
@@ -181,16 +197,64 @@ def _check_pretrained_head(settings: RunSettings, outdir: str, space: EmbeddingS
     if not (Path(folder) / "head.json").exists():
         raise InputError("no trained head here (head.json missing)", path=folder,
                          fix="set classify.pretrained_head to a results/heads/<kind> folder of a labelled run")
-    # Checked here, not after every embedding job: the head must read vectors like the ones it was trained on.
     head = json.loads((Path(folder) / "head.json").read_text())
     trained = EmbeddingSpace.from_dict(head.get("encoder", {}))
-    for key, was, now in trained.differences(space)[:1]:
+    where = f"{folder}/head.json"
+    for key, was, now in trained.differences(encoder.space)[:1]:
         raise InputError(
             f"the head was trained on embeddings with {key}={was!r}, but this run's encoder and windows give "
-            f"{key}={now!r}", path=f"{folder}/head.json",
+            f"{key}={now!r}", path=where,
             fix=f"run with the encoder and window settings the head was trained with (encoder "
                 f"{trained.encoder.model!r}), or train a head for this setting")
+    _check_same_encoder(settings, trained, encoder, where, Path(outdir) / ".dnalm")
     return head
+
+
+def _check_same_encoder(settings: RunSettings, trained: EmbeddingSpace, encoder: EncoderChain, where: str,
+                        cache_dir: Path) -> None:
+    """The encoder a head was trained with is the one this run embeds with: the weights' hash
+    of a configured model (cached by file size and mtime), or, for the tiny encoder this run
+    builds, the shape and seed of the one the head's run built."""
+    model = trained.encoder.model
+    fix = (f"set encoder.source: pretrained and encoder.model: {model} (the encoder the head was trained with; "
+           "after fine-tuning that is the run's finetune/encoder folder, not the model it started from)")
+    if encoder.folder is not None:
+        want = trained.encoder.model_sha256
+        have = cached_weights_sha256(encoder.folder, cache_dir) if want else None
+        if want and have != want:
+            raise InputError(
+                f"the head was trained on vectors of the encoder at {model}, whose weights differ from those of "
+                f"encoder.model ({encoder.folder.path}): its classes would be read from vectors it never saw",
+                path=where, fix=fix)
+        return
+    trained_tiny = Path(model or "") / "dnalm_tiny_encoder.json"
+    if not model or not Path(model).is_dir():
+        return  # a head of an older run, whose encoder folder is not known: the jobs compare hashes
+    built = json.loads(trained_tiny.read_text()) if trained_tiny.exists() else None
+    tiny = settings.encoder.tiny
+    wanted = {"family": tiny.family, "hidden": tiny.hidden, "layers": tiny.layers, "heads": tiny.attention_heads,
+              "seed": tiny.seed}
+    if built is None or any(built.get(key) != value for key, value in wanted.items()) or \
+            built.get("k", tiny.kmer) != tiny.kmer:
+        what = "is not a tiny encoder" if built is None else "is a tiny encoder of another shape or seed"
+        raise InputError(
+            f"the head was trained on vectors of the encoder at {model}, which {what}: this run would embed with "
+            f"the tiny encoder of encoder.tiny, whose vectors the head never saw", path=where, fix=fix)
+
+
+def cached_weights_sha256(folder: ModelFolder, cache_dir: Path) -> str:
+    """`folder.weights_sha256()`, kept in `cache_dir/hashes.json` under the files' sizes and
+    mtimes, so every DAG build of a run (each cluster job's) reads the weights once at most."""
+    key = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in folder.weight_files()])
+    cache = Path(cache_dir) / "hashes.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = folder.weights_sha256()
+        write_json_atomic(cache, known)
+    return known[key]
 
 
 def _trained_heads(settings: RunSettings, source: RegionSource, inputs: InputPlan) -> list[str]:

@@ -13,17 +13,31 @@ outside this package asks which mode is configured.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ...errors import InputError
+from ...io import bed_header_like
 from ...settings import InputSettings
 from ..fasta import read_fai
 from ..regions import coordinates_digest, typed
 
 SOURCES: dict[str, type["RegionSource"]] = {}
+
+
+class PlannedRegions(NamedTuple):
+    """What the DAG needs of the regions, from the records alone (`RegionSource.plan`)."""
+
+    lengths: np.ndarray  # (n_sequences,) bp
+    digest: str  # of the coordinates: a param of extract_regions
+    classes: dict  # {"train": [...], "other": [...]}: classes of sequences marked (or defaulting to) train, others
+    header_like: list[str]  # contigs whose BED lines readers take for headers (`io.bed_header_like`)
+
+
+def header_like(contigs) -> list[str]:
+    return sorted({str(c) for c in contigs if bed_header_like(str(c))})
 
 
 def register(cls: type["RegionSource"]) -> type["RegionSource"]:
@@ -82,12 +96,11 @@ class RegionSource:
         frame["label"], frame["split"] = None, None
         return typed(frame)
 
-    def plan(self, contigs: dict[str, int]) -> tuple[np.ndarray, str, dict]:
-        """What the DAG needs, from the records alone: sequence lengths, a digest of the
-        coordinates and the classes of the labelled sequences ({"train": [...], "other": [...]},
-        train being those marked or defaulting to train)."""
+    def plan(self, contigs: dict[str, int]) -> PlannedRegions:
+        """What the DAG needs, from the records alone."""
         frame = self.regions(contigs)
-        return frame["length"].to_numpy(), coordinates_digest(frame), split_classes(frame)
+        return PlannedRegions(frame["length"].to_numpy(), coordinates_digest(frame), split_classes(frame),
+                              header_like(frame["chrom"].unique()))
 
 
 def split_classes(frame: pd.DataFrame) -> dict:

@@ -13,7 +13,7 @@ import pandas as pd
 from ...errors import InputError
 from ...tiling import count_tiles, tile_starts
 from ..regions import typed
-from . import RegionSource, register
+from . import PlannedRegions, RegionSource, header_like, register
 
 
 @register
@@ -65,7 +65,7 @@ class TileSource(RegionSource):
                               "length": end - start, "label": None, "split": None})
         return typed(frame)
 
-    def plan(self, contigs: dict[str, int]) -> tuple[np.ndarray, str, dict]:
+    def plan(self, contigs: dict[str, int]) -> PlannedRegions:
         """Counted from the contig lengths: every tile is `tile_length` long, but on a contig
         shorter than one tile."""
         s = self.settings
@@ -74,7 +74,7 @@ class TileSource(RegionSource):
         lengths = np.repeat(np.minimum(sizes, s.tile_length), count_tiles(sizes, s.tile_length, s.tile_step))
         names = hashlib.sha256("\n".join(f"{c}\t{n}" for c, n in kept.items()).encode()).hexdigest()
         digest = hashlib.sha256(f"{names}|{s.tile_length}|{s.tile_step}".encode()).hexdigest()[:16]
-        return lengths, digest, {"train": [], "other": []}
+        return PlannedRegions(lengths, digest, {"train": [], "other": []}, header_like(kept))
 
 
 def _regex(pattern: str, key: str) -> re.Pattern:
