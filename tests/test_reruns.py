@@ -26,7 +26,7 @@ def after_embedding(shards: int = 4) -> dict[str, int]:
 
 
 def dry_run_with(wd: Workdir, name: str, overlay: dict) -> dict[str, int]:
-    from conftest import deep_merge
+    from helpers.workflow import deep_merge
 
     cfg = wd.write_config(name, deep_merge(BED, overlay))
     return jobs_in_dry_run(wd.snakemake("-n", configs=[cfg]).output)
@@ -115,7 +115,7 @@ def test_keys_of_another_mode_rerun_nothing(trained_bed_run):
 def test_relabelling_through_a_new_bed_file_reembeds_nothing(copied_run):
     """input.bed pointed at a new file whose coordinates are the old ones: the coordinates
     decide, not the path, so only labels, training and classification re-run."""
-    from conftest import deep_merge
+    from helpers.workflow import deep_merge
 
     wd = copied_run
     lines = wd.path("regions.bed").read_text().splitlines()
