@@ -9,8 +9,12 @@ Rows (sections, `--only` names them):
             real E. coli windows (512 bp every 256 bp); ids asserted equal.
   embed     tokenize + model + pooled vectors in one process, 1 thread: the naive tutorial path
             (HF tokenizer on joined k-mers, padding to 512, eager attention, fp32, [CLS]) against
-            `dnalm.embedding.engine.Embedder` in fp32 and bf16, and bf16 against fp32 vectors; then
-            `strands="both"` against `"single"` (reverse-complement averaging).
+            `dnalm.embedding.engine.Embedder` in fp32, bf16 and int8, and bf16 and int8 against fp32
+            vectors; then `strands="both"` against `"single"` (reverse-complement averaging).
+  precision fp32, bf16 and int8 side by side on a DNABERT-base-sized encoder (12 x 768), on 1
+            thread and on every core; and one embedding job's thread scaling (1, 2, every core).
+  agreement int8 and bf16 against fp32 on the demo's fine-tuned encoder (`make demo` first): the
+            test windows' vectors, and every head's predictions and test accuracy.
   classify  a random-weight head (`dnalm.learning.heads`) applied through `dnalm.learning.windowsets.WindowSets` +
             `predict_proba` (the per-window compute of classification; no Parquet reading), on
             synthetic 128-dim vectors laid out as sequences of 3-40 windows and as 100-kb tiles.
@@ -47,7 +51,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 ECOLI = REPO / "data" / "ecoli_k12_mg1655_NC_000913.3.fa.gz"
 LAMBDA = REPO / "data" / "lambda_phage_NC_001416.1.fa.gz"
-SECTIONS = ("tokenize", "embed", "classify", "extract", "plan", "gpu")
+SECTIONS = ("tokenize", "embed", "precision", "agreement", "classify", "extract", "plan", "gpu")
 HUMAN_WINDOWS = 12_000_000  # a human genome tiled at stride 256, one strand (PERF_NOTES: 12.1 million)
 
 
@@ -167,6 +171,12 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_int8() -> str:
+    """What the CPU has for int8 dot products (VNNI: what dynamic int8 linear layers run on)."""
+    flags = cpu_flags()
+    return "+".join(f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in flags)
+
+
 def cpu_bf16() -> str:
     """What the CPU has for bf16 arithmetic ("" when nothing: bf16 is then emulated, and slow)."""
     flags = cpu_flags()
@@ -204,14 +214,15 @@ def bench_embed(args, tmp: Path) -> list[Row]:
 
     fast = "bf16" if cpu_bf16() else "fp32"
     embedders, out = {}, {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8"):
         encoder = Encoder.load(EncoderSpec(str(folder), precision=precision), 512, 256, "cpu")
         embedders[precision] = Embedder(encoder, EngineSettings())
 
     def ours(precision: str, strands: str = "single"):
         return lambda: out.__setitem__((precision, strands), embedders[precision].embed(windows, strands))
 
-    contenders = {"naive": naive, "fp32": ours("fp32"), "bf16": ours("bf16"), "both": ours(fast, "both")}
+    contenders = {"naive": naive, "fp32": ours("fp32"), "bf16": ours("bf16"), "int8": ours("int8"),
+                  "both": ours(fast, "both")}
     log(f"embed: {n} windows x {len(contenders)} contenders x {args.embed_rounds} rounds (+ warm-up), "
         f"{torch.get_num_threads()} thread(s)")
     best = side_by_side(contenders, args.embed_rounds)
@@ -234,12 +245,130 @@ def bench_embed(args, tmp: Path) -> list[Row]:
     ratio = best["naive"] / best["bf16"]
     rows.append(Row("2 embed", f"engine bf16 ({bf16_note}), same windows", rate(n, best["bf16"]), reference,
                     f"{ratio:.1f}x", f">= 5x: {verdict(ratio >= 5)}" if fast == "bf16" else ""))
-    rows.append(Row("2 embed", "bf16 vs fp32 vectors: max abs difference / max abs fp32 value (random weights)",
-                    f"[CLS] {relative(fp32.summary, bf16.summary):.1e}, mean {relative(fp32.mean, bf16.mean):.1e}",
-                    f"engine fp32 [CLS] vs naive [CLS]: {gap:.1e}"))
+    int8 = out[("int8", "single")]
+    ratio = best["naive"] / best["int8"]
+    rows.append(Row("2 embed", f"engine int8 (dynamic, linear layers; CPU has {cpu_int8() or 'no VNNI'}), same "
+                               "windows", rate(n, best["int8"]), reference, f"{ratio:.1f}x",
+                    f">= 5x: {verdict(ratio >= 5)}"))
+    for name, other in (("bf16", bf16), ("int8", int8)):
+        rows.append(Row("2 embed", f"{name} vs fp32 vectors: max abs difference / max abs fp32 value (random weights)",
+                        f"[CLS] {relative(fp32.summary, other.summary):.1e}, mean {relative(fp32.mean, other.mean):.1e}",
+                        f"engine fp32 [CLS] vs naive [CLS]: {gap:.1e}"))
     cost = best["both"] / best[fast]
     rows.append(Row("3 strands", f"strands both vs single ({fast}), time", rate(n, best["both"]),
                     f"{rate(n, best[fast])} (single)", f"{cost:.2f}x the time", "about 2x"))
+    return rows
+
+
+# ----------------------------------------------------------------- precision, agreement
+
+
+def bench_precision(args, tmp: Path) -> list[Row]:
+    """fp32, bf16 and int8 on a DNABERT-base-sized encoder, 1 thread and every core; then the
+    thread scaling of one embedding job (the benchmark's model, fp32 and int8)."""
+    import torch
+
+    from dnalm.embedding.engine import Embedder, EngineSettings
+    from dnalm.encoders import Encoder
+    from dnalm.encoders.tiny import build_tiny_encoder
+    from dnalm.settings import EncoderSpec
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    rows = []
+    base = build_tiny_encoder(tmp / "dnabert_base_cpu", "dnabert", hidden=768, layers=12, heads=12)
+    windows = real_windows(args.precision_windows)
+    n = len(windows)
+    embedders = {p: Embedder(Encoder.load(EncoderSpec(str(base), precision=p), 512, 256, "cpu"), EngineSettings())
+                 for p in ("fp32", "bf16", "int8")}
+    before = torch.get_num_threads()
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        best = side_by_side({p: (lambda e=e: e.embed(windows)) for p, e in embedders.items()}, args.embed_rounds)
+        log(f"precision: DNABERT-base-sized, {threads} thread(s): " +
+            ", ".join(f"{p} {rate(n, t)}" for p, t in best.items()))
+        for p in ("bf16", "int8"):
+            rows.append(Row("precision", f"DNABERT-base-sized random encoder (12 x 768), {p}, {n} windows, "
+                                         f"{threads} thread(s)", rate(n, best[p]), f"{rate(n, best['fp32'])} (fp32)",
+                            f"{best['fp32'] / best[p]:.1f}x"))
+    small = build_tiny_encoder(tmp / "bert_4x256_threads", "dnabert", hidden=256, layers=4, heads=4)
+    windows = real_windows(args.embed_windows)
+    n = len(windows)
+    for p in ("fp32", "int8"):
+        embedder = Embedder(Encoder.load(EncoderSpec(str(small), precision=p), 512, 256, "cpu"), EngineSettings())
+        timings = {}
+        for threads in sorted({1, 2, cores}):
+            torch.set_num_threads(threads)
+            timings[threads] = side_by_side({"job": lambda: embedder.embed(windows)}, args.embed_rounds)["job"]
+        one = timings[1]
+        rows.append(Row("precision", f"one embedding job's threads, {p} (4 x 256 encoder, {n} windows): "
+                                     + ", ".join(str(t) for t in timings),
+                        ", ".join(rate(n, t) for t in timings.values()), "",
+                        ", ".join(f"{one / t:.2f}x" for t in timings.values())))
+    torch.set_num_threads(before)
+    return rows
+
+
+def bench_agreement(args, tmp: Path) -> list[Row]:
+    """int8 and bf16 against fp32 on the demo's fine-tuned encoder: the test windows' vectors,
+    and each head's predictions and test accuracy (vectors stored as float16, as the workflow
+    stores them)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from dnalm.embedding.engine import Embedder, EngineSettings
+    from dnalm.embedding.shards import read_embeddings
+    from dnalm.encoders import Encoder
+    from dnalm.inputs.regions import read_regions
+    from dnalm.learning.heads import load_head, predict_proba
+    from dnalm.learning.windowsets import WindowSets
+    from dnalm.settings import EncoderSpec
+
+    results = Path(args.demo_results)
+    encoder_dir = results / "finetune" / "encoder"
+    heads = sorted(p.parent for p in (results / "heads").glob("*/head.json")) if encoder_dir.is_dir() else []
+    if not heads:
+        return [Row("agreement", "int8 and bf16 against fp32, demo's fine-tuned encoder",
+                    f"not measured: no fine-tuned demo run in {results} (run `make demo` first)")]
+    regions = read_regions(str(results / "regions/regions.parquet"), str(results / "regions/labels.parquet"))
+    test = np.flatnonzero(regions["split"].to_numpy() == "test")
+    shards = sorted(str(p) for p in (results / "windows").glob("shard_*.parquet"))
+    windows = pd.concat([pd.read_parquet(p, columns=["seq_index", "sequence"]) for p in shards], ignore_index=True)
+    keep = np.isin(windows["seq_index"].to_numpy(), test)
+    sequences = windows["sequence"][keep].tolist()
+    embeddings = sorted(str(p) for p in (results / "embeddings").glob("shard_*.parquet"))
+    vectors, rows = {}, []
+    for precision in ("fp32", "bf16", "int8"):
+        encoder = Encoder.load(EncoderSpec(str(encoder_dir), precision=precision), 512, 256, "cpu")
+        got = Embedder(encoder, EngineSettings()).embed(sequences)
+        vectors[precision] = {"cls": got.summary, "mean": got.mean}
+    n = len(sequences)
+    for p in ("bf16", "int8"):
+        for pooling in ("mean", "cls"):
+            a, b = vectors["fp32"][pooling], vectors[p][pooling]
+            cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            relative = np.abs(a - b).max(1) / np.abs(a).max(1)
+            rows.append(Row("agreement", f"{p} vs fp32 {pooling} vectors, demo's fine-tuned encoder, {n} test windows",
+                            f"relative max difference: max {relative.max():.1e}, mean {relative.mean():.1e}; "
+                            f"cosine: min {cosine.min():.5f}, mean {cosine.mean():.6f}"))
+    for head_dir in heads:
+        head = load_head(head_dir)
+        keys, _, provenance = read_embeddings(embeddings, head.config.pooling)
+        window_keep = np.isin(keys.column("seq_index").to_numpy(), test)
+        test_keys = keys.filter(pa.array(window_keep))
+        names = head.config.class_names
+        truth = np.array([names.index(label) for label in regions["label"].to_numpy()[test]])
+        calls = {}
+        for p in ("fp32", "bf16", "int8"):
+            matrix = vectors[p][head.config.pooling].astype(np.float16).astype(np.float32)  # as stored
+            data = WindowSets(test_keys, matrix, provenance, max_n_fraction=0.5)
+            calls[p] = predict_proba(head, data, np.arange(len(data.seq_index))).argmax(1)
+        accuracy = {p: float((c == truth).mean()) for p, c in calls.items()}
+        for p in ("bf16", "int8"):
+            changed = float((calls[p] != calls["fp32"]).mean())
+            rows.append(Row("agreement", f"{head_dir.name} head on {p} vectors vs fp32, {len(truth)} test sequences",
+                            f"{changed:.2%} of predicted classes change; test accuracy {accuracy[p]:.3f}",
+                            f"fp32 test accuracy {accuracy['fp32']:.3f}",
+                            f"{accuracy[p] - accuracy['fp32']:+.3f}"))
     return rows
 
 
@@ -594,6 +723,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000, help="real windows to tokenize")
     parser.add_argument("--embed-windows", type=int, default=48, help="real windows to embed")
     parser.add_argument("--embed-rounds", type=int, default=2, help="interleaved rounds of the embedding rows")
+    parser.add_argument("--precision-windows", type=int, default=8, help="windows of the DNABERT-base-sized rows")
+    parser.add_argument("--demo-results", default=str(REPO / "results"), help="outdir of a `make demo` run")
     parser.add_argument("--classify-windows", type=int, default=200_000, help="synthetic window vectors")
     parser.add_argument("--chromosome-mbp", type=float, default=250, help="generated chromosome, Mbp")
     parser.add_argument("--device", default="auto", help="GPU section: auto (cuda when visible), cuda, cuda:1")

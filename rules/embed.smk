@@ -35,7 +35,7 @@ rule embed_shard:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=0 if S.encoder.spec.precision == "int8" else 1,  # int8 is CPU arithmetic
         mem_mb=8000,
         runtime=60,
         tokens_per_batch=8192,

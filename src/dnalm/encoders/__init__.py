@@ -143,12 +143,7 @@ class Encoder:
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
              masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
-        from .loading import (
-            describe_load,
-            load_model,
-            takes_attention_mask,
-            torch_dtype,
-        )
+        from .loading import arithmetic_name, describe_load, load_model, quantize_int8, takes_attention_mask, torch_dtype
 
         family, _ = preflight(spec, window_size)
         folder = family.folder
@@ -157,13 +152,16 @@ class Encoder:
         dtype = torch_dtype(spec.precision, device)
         model = load_model(folder, trust_remote_code=spec.trust_remote_code, dtype=dtype, masked_lm=masked_lm)
         model.eval().to(device)
+        if spec.precision == "int8":
+            model = quantize_int8(model)
         positions = folder.positions
         capacity = None if positions is None else positions - tokenizer.n_specials
         if capacity is not None and capacity < 1:
             raise InputError(f"the model takes {positions} positions, no more than its {tokenizer.n_specials} "
                              "special tokens", path=folder.path / "config.json", fix="check max_position_embeddings")
         identity = identify(family, spec.model, spec.revision, hash_weights, _hidden(model))
-        space = EmbeddingSpace(identity, window_size, window_stride, spec.strands, str(dtype).removeprefix("torch."))
+        space = EmbeddingSpace(identity, window_size, window_stride, spec.strands,
+                               arithmetic_name(spec.precision, dtype))
         return cls(family, tokenizer, model, identity, space, capacity, takes_attention_mask(model), device)
 
 

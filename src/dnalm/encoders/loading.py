@@ -110,12 +110,21 @@ def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
 
 
 def torch_dtype(precision: str, device: str):
+    """The dtype a model is loaded in for `precision` on `device` (int8: fp32, then `quantize_int8`)."""
     import torch
 
+    if precision == "int8":
+        if device.startswith("cuda"):
+            raise InputError(
+                "encoder.precision is int8, which runs on CPUs only (dynamic int8 quantization of the linear "
+                "layers has no CUDA kernels in torch), but this job sees a GPU",
+                fix="use auto (bf16 on a GPU) where the embedding jobs get GPUs, or hide the GPU from the job "
+                    "(CUDA_VISIBLE_DEVICES=) to embed in int8 on its CPU")
+        return torch.float32
     if precision == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if precision not in DTYPES:
-        raise InputError(f"encoder.precision is {precision!r}", fix="use auto, fp32, bf16 or fp16")
+        raise InputError(f"encoder.precision is {precision!r}", fix="use auto, fp32, bf16, fp16 or int8")
     return getattr(torch, DTYPES[precision])
 
 
@@ -158,6 +167,25 @@ def load_model(folder: ModelFolder, *, trust_remote_code: bool, dtype, masked_lm
             fix=f"if the model ships its own code ({REMOTE_CODE_MODELS}) set encoder.trust_remote_code: true; "
                 "otherwise this folder is not a checkpoint of the architecture in its config.json")
     return model
+
+
+def quantize_int8(model):
+    """Every linear layer of the model quantized to int8, dynamically (weights int8 per tensor,
+    activations quantized per call): torch's own `quantize_dynamic`, in place. Inference only;
+    on CPUs with VNNI the matrix products run on int8 instructions."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch 2.13 marks the quantized tensor API deprecated (its removal is
+        warnings.simplefilter("ignore")  # for a later torch; requirements pin 2.13)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def arithmetic_name(precision: str, dtype) -> str:
+    """How provenance names the arithmetic of a loaded encoder: its dtype, or int8."""
+    return "int8" if precision == "int8" else str(dtype).removeprefix("torch.")
 
 
 def takes_attention_mask(model) -> bool:
