@@ -169,6 +169,40 @@ def test_bf16_matches_fp32_closely_and_is_recorded(tiny_models, phix):
         assert not np.array_equal(fp32, bf16)  # bf16 really ran
 
 
+def int8_against_fp32(folder, phix):
+    """encoder.precision int8: every linear layer of the encoder runs on int8 weights; the
+    vectors stay close to fp32's (cosine), and provenance says int8."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    out = {}
+    for precision in ("fp32", "int8"):
+        encoder = Encoder.load(EncoderSpec(str(folder), precision=precision), 512, 256)
+        out[precision] = Embedder(encoder).embed(windows(phix))
+    keep = getattr(encoder.model, "int8_keeps_float", ())
+    linear = [m for name, m in encoder.model.named_modules()
+              if isinstance(m, (torch.nn.Linear, DynamicLinear)) and not any(part in name for part in keep)]
+    assert linear and all(isinstance(m, DynamicLinear) for m in linear)
+    assert encoder.space.precision == "int8"
+    for name in ("summary", "mean"):
+        a, b = getattr(out["fp32"], name), getattr(out["int8"], name)
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosine.min() > 0.99 and not np.array_equal(a, b), (name, cosine.min())
+
+
+@pytest.mark.parametrize("family", ["dnabert", "nucleotide_transformer", "bpe", "per_base"])
+def test_int8_quantizes_every_family_and_stays_close_to_fp32(tiny_models, phix, family):
+    int8_against_fp32(tiny_models[family], phix)
+
+
+def test_int8_on_a_gpu_is_refused_with_the_reason():
+    from dnalm.encoders.loading import torch_dtype
+    from dnalm.errors import InputError
+
+    assert torch_dtype("int8", "cpu") == torch.float32  # loaded in fp32, then quantized
+    with pytest.raises(InputError, match="int8, which runs on CPUs only.*sees a GPU"):
+        torch_dtype("int8", "cuda")
+
+
 def test_auto_precision_is_fp32_on_cpu_and_device_falls_back(tiny_models):
     assert pick_device("auto") in ("cpu", "cuda")
     encoder = Encoder.load(EncoderSpec(str(tiny_models["dnabert"])), 512, 256, "cpu")
@@ -184,6 +218,11 @@ def hub_layout_models(tmp_path_factory) -> dict:
     return {name: module.build_tiny_hub_folder(root / name, positions=1024 if name == "hyenadna" else 512)
             for name, module in (("dnabert2", dnabert2), ("nt_v2", nt_v2), ("gena_lm", gena_lm),
                                  ("hyenadna", hyenadna))}
+
+
+@pytest.mark.parametrize("port", ["dnabert2", "nt_v2", "gena_lm", "hyenadna"])
+def test_int8_quantizes_every_native_port_and_stays_close_to_fp32(hub_layout_models, phix, port):
+    int8_against_fp32(hub_layout_models[port], phix)
 
 
 @pytest.mark.parametrize("port", ["dnabert2", "nt_v2", "gena_lm", "hyenadna"])

@@ -267,3 +267,16 @@ def test_classification_memory_counts_the_finetuned_hierarchical_head(workdir):
     # Demo regions: 3 windows each; the hierarchical shape of FAST (2 attention heads).
     assert mems == {"hierarchical": shard_memory_mb(3, 2), "mean": shard_memory_mb(3, 0)}
     assert mems["hierarchical"] > mems["mean"]
+
+
+def test_int8_embedding_jobs_ask_for_no_gpu(workdir):
+    """encoder.precision int8 is CPU arithmetic: its embedding jobs ask gpu=0 (a GPU job asks 1)."""
+    import re
+
+    asked = {}
+    for precision in ("auto", "int8"):
+        cfg = workdir.write_config(f"{precision}.yaml", {"encoder": {"precision": precision}})
+        run = workdir.snakemake("-n", configs=[cfg])
+        jobs = run.output.split("rule embed_shard:")[1:]
+        asked[precision] = {re.search(r"\bgpu=(\d+)", job).group(1) for job in jobs}
+    assert asked == {"auto": {"1"}, "int8": {"0"}}

@@ -170,17 +170,21 @@ def load_model(folder: ModelFolder, *, trust_remote_code: bool, dtype, masked_lm
 
 
 def quantize_int8(model):
-    """Every linear layer of the model quantized to int8, dynamically (weights int8 per tensor,
+    """The model's linear layers quantized to int8, dynamically (weights int8 per tensor,
     activations quantized per call): torch's own `quantize_dynamic`, in place. Inference only;
-    on CPUs with VNNI the matrix products run on int8 instructions."""
+    on CPUs with VNNI the matrix products run on int8 instructions. A native port may keep
+    some in float (`int8_keeps_float`, e.g. HyenaDNA's filter MLP)."""
     import warnings
 
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
+    keep = getattr(model, "int8_keeps_float", ())
+    chosen = {name: default_dynamic_qconfig for name, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear) and not any(part in name for part in keep)}
     with warnings.catch_warnings():  # torch 2.13 marks the quantized tensor API deprecated (its removal is
         warnings.simplefilter("ignore")  # for a later torch; requirements pin 2.13)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return quantize_dynamic(model, chosen, dtype=torch.qint8, inplace=True)
 
 
 def arithmetic_name(precision: str, dtype) -> str:

@@ -46,6 +46,8 @@ class NativeModel(nn.Module):
     lm_head_prefixes: ClassVar[tuple[str, ...]] = ()  # state-dict prefixes of the LM head
     optional_prefixes: ClassVar[tuple[str, ...]] = ()  # entries a checkpoint may lack (unused pooler, buffers)
     derived_suffixes: ClassVar[tuple[str, ...]] = ()  # buffers computed from config.json, loaded or not
+    # Linear layers (by a part of their name) that encoder.precision int8 leaves in float.
+    int8_keeps_float: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict, masked_lm: bool = False):
         super().__init__()

@@ -206,6 +206,9 @@ class HyenaDna(NativeModel):
     port: ClassVar[str] = "hyenadna"
     lm_head_prefixes: ClassVar[tuple[str, ...]] = ("lm_head.",)
     optional_prefixes: ClassVar[tuple[str, ...]] = ()
+    # The filter MLP turns positions into the long convolution's taps, which every base of a
+    # window is mixed by: kept in float under int8, as it runs once per length, not per token.
+    int8_keeps_float: ClassVar[tuple[str, ...]] = ("implicit_filter",)
 
     def __init__(self, config: dict, masked_lm: bool = False):
         super().__init__(config, masked_lm)
