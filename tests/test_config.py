@@ -95,8 +95,17 @@ def test_every_config_key_reaches_the_settings():
 def test_settings_defaults_are_the_schema_defaults():
     """The settings classes take their field defaults from the schema, so a library user gets
     what a workflow user gets."""
-    from dnalm.settings import (ClassifySettings, EncoderSpec, FinetuneSettings, InputSettings, PretrainSettings,
-                                TinyEncoder, TrainSettings, WindowSpec, from_config)
+    from dnalm.settings import (
+        ClassifySettings,
+        EncoderSpec,
+        FinetuneSettings,
+        InputSettings,
+        PretrainSettings,
+        TinyEncoder,
+        TrainSettings,
+        WindowSpec,
+        from_config,
+    )
 
     run = from_config({})
     assert (run.input, run.windows, run.encoder.spec, run.encoder.tiny, run.train, run.finetune, run.pretrain,

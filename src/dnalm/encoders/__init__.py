@@ -143,7 +143,14 @@ class Encoder:
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
              masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
-        from .loading import arithmetic_name, describe_load, load_model, quantize_int8, takes_attention_mask, torch_dtype
+        from .loading import (
+            arithmetic_name,
+            describe_load,
+            load_model,
+            quantize_int8,
+            takes_attention_mask,
+            torch_dtype,
+        )
 
         family, _ = preflight(spec, window_size)
         folder = family.folder
