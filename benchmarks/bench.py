@@ -171,12 +171,6 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_int8() -> str:
-    """What the CPU has for int8 dot products (VNNI: what dynamic int8 linear layers run on)."""
-    flags = cpu_flags()
-    return "+".join(f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in flags)
-
-
 def cpu_bf16() -> str:
     """What the CPU has for bf16 arithmetic ("" when nothing: bf16 is then emulated, and slow)."""
     flags = cpu_flags()
@@ -245,9 +239,11 @@ def bench_embed(args, tmp: Path) -> list[Row]:
     ratio = best["naive"] / best["bf16"]
     rows.append(Row("2 embed", f"engine bf16 ({bf16_note}), same windows", rate(n, best["bf16"]), reference,
                     f"{ratio:.1f}x", f">= 5x: {verdict(ratio >= 5)}" if fast == "bf16" else ""))
+    from dnalm.compute import cpu_int8_dot
+
     int8 = out[("int8", "single")]
     ratio = best["naive"] / best["int8"]
-    rows.append(Row("2 embed", f"engine int8 (dynamic, linear layers; CPU has {cpu_int8() or 'no VNNI'}), same "
+    rows.append(Row("2 embed", f"engine int8 (dynamic, linear layers; CPU has {cpu_int8_dot() or 'no VNNI'}), same "
                                "windows", rate(n, best["int8"]), reference, f"{ratio:.1f}x",
                     f">= 5x: {verdict(ratio >= 5)}"))
     for name, other in (("bf16", bf16), ("int8", int8)):

@@ -51,9 +51,11 @@ def direct(encoder: Encoder, seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(summary), np.array(mean)
 
 
+@pytest.mark.parametrize("precision", ["auto", "int8"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_vectors_equal_a_direct_model_call_whatever_the_batching(tiny_models, phix, family):
-    encoder = Encoder.load(EncoderSpec(str(tiny_models[family])), 512, 256)
+def test_vectors_equal_a_direct_model_call_whatever_the_batching(tiny_models, phix, family, precision):
+    """Also in int8, whose activations are scaled per model call: one pass a call."""
+    encoder = Encoder.load(EncoderSpec(str(tiny_models[family]), precision=precision), 512, 256)
     seqs = mixed(phix)
     want_summary, want_mean = direct(encoder, seqs)
     for budget in (600, 8192):  # a pass or two per batch, then everything padded into one batch
@@ -90,7 +92,7 @@ def test_windows_over_the_models_positions_are_embedded_in_pieces(tmp_path, phix
     """An NT-style model with 64 positions: a 300-bp window of pure sequence is 50 tokens (one
     pass), one with an N run is more than 62 (several passes), and nothing is truncated."""
     model = build_tiny_encoder(tmp_path / "nt64", "nucleotide_transformer", positions=64, **TINY_SHAPE)
-    encoder = Encoder.load(EncoderSpec(str(model)), 300, 150)
+    encoder = Encoder.load(EncoderSpec(str(model), precision="fp32"), 300, 150)  # the reference is one fp32 call
     assert encoder.capacity == 62
     clean = phix[:300]
     gappy = phix[300:420] + "N" * 100 + phix[520:600]  # 120 bp -> 20 tokens, 100 N, 80 bp -> 13 + 2
@@ -178,6 +180,8 @@ def int8_against_fp32(folder, phix):
     for precision in ("fp32", "int8"):
         encoder = Encoder.load(EncoderSpec(str(folder), precision=precision), 512, 256)
         out[precision] = Embedder(encoder).embed(windows(phix))
+        # int8 scales a call's activations together: one pass a call, so a window's vector is its own
+        assert encoder.passes_per_call == (1 if precision == "int8" else None)
     keep = getattr(encoder.model, "int8_keeps_float", ())
     linear = [m for name, m in encoder.model.named_modules()
               if isinstance(m, (torch.nn.Linear, DynamicLinear)) and not any(part in name for part in keep)]
@@ -195,16 +199,20 @@ def test_int8_quantizes_every_family_and_stays_close_to_fp32(tiny_models, phix, 
 
 
 def test_int8_on_a_gpu_is_refused_with_the_reason():
+    from dnalm.compute import encoder_arithmetic
     from dnalm.encoders.loading import torch_dtype
     from dnalm.errors import InputError
 
-    assert torch_dtype("int8", "cpu") == torch.float32  # loaded in fp32, then quantized
+    assert encoder_arithmetic("int8", "cpu") == "int8" and torch_dtype("int8") == torch.float32  # then quantized
     with pytest.raises(InputError, match="int8, which runs on CPUs only.*sees a GPU"):
-        torch_dtype("int8", "cuda")
+        encoder_arithmetic("int8", "cuda")
 
 
 def test_auto_precision_is_fp32_on_cpu_and_device_falls_back(tiny_models):
+    from dnalm.compute import encoder_arithmetic
+
     assert pick_device("auto") in ("cpu", "cuda")
+    assert encoder_arithmetic("auto", "cuda") == "bf16"
     encoder = Encoder.load(EncoderSpec(str(tiny_models["dnabert"])), 512, 256, "cpu")
     assert encoder.space.precision == "float32"
 

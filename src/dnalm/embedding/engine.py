@@ -132,7 +132,8 @@ class Embedder:
         content = self.encoder.tokenizer.content(views)  # ragged content ids of every view
         plan = plan_passes(content.lengths, self.encoder.capacity)
         row_tokens = plan.hi - plan.lo + self.encoder.tokenizer.n_specials
-        batches = pack_batches(row_tokens, self.budget, self.settings.max_rows,
+        batches = pack_batches(row_tokens, self.budget, min(self.settings.max_rows,
+                                                            self.encoder.passes_per_call or self.settings.max_rows),
                                equal_only=not self.encoder.takes_attention_mask)
         hidden = self.encoder.identity.hidden_size
         device = self.encoder.device

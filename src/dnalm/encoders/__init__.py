@@ -139,27 +139,26 @@ class Encoder:
     capacity: int | None  # content tokens one pass holds (None: no limit)
     takes_attention_mask: bool = True
     device: str = "cpu"
+    # Passes per model call at most (None: as many as a batch's token budget holds). An int8
+    # encoder scales the activations of one call together, so a pass's vector would depend
+    # on the passes beside it: int8 runs one pass a call (no slower on a CPU).
+    passes_per_call: int | None = None
 
     @classmethod
     def load(cls, spec: EncoderSpec, window_size: int, window_stride: int, device: str = "cpu",
              masked_lm: bool = False, hash_weights: bool = True) -> "Encoder":
-        from .loading import (
-            arithmetic_name,
-            describe_load,
-            load_model,
-            quantize_int8,
-            takes_attention_mask,
-            torch_dtype,
-        )
+        from ..compute import encoder_arithmetic
+        from .loading import describe_load, load_model, quantize_int8, takes_attention_mask, torch_dtype
 
         family, _ = preflight(spec, window_size)
         folder = family.folder
         print(describe_load(folder, spec.trust_remote_code), file=sys.stderr)  # the job's log: which code runs
         tokenizer = family.tokenizer(spec.trust_remote_code)
-        dtype = torch_dtype(spec.precision, device)
+        arithmetic = encoder_arithmetic(spec.precision, device)
+        dtype = torch_dtype(arithmetic)
         model = load_model(folder, trust_remote_code=spec.trust_remote_code, dtype=dtype, masked_lm=masked_lm)
         model.eval().to(device)
-        if spec.precision == "int8":
+        if arithmetic == "int8":
             model = quantize_int8(model)
         positions = folder.positions
         capacity = None if positions is None else positions - tokenizer.n_specials
@@ -168,8 +167,9 @@ class Encoder:
                              "special tokens", path=folder.path / "config.json", fix="check max_position_embeddings")
         identity = identify(family, spec.model, spec.revision, hash_weights, _hidden(model))
         space = EmbeddingSpace(identity, window_size, window_stride, spec.strands,
-                               arithmetic_name(spec.precision, dtype))
-        return cls(family, tokenizer, model, identity, space, capacity, takes_attention_mask(model), device)
+                               "int8" if arithmetic == "int8" else str(dtype).removeprefix("torch."))
+        return cls(family, tokenizer, model, identity, space, capacity, takes_attention_mask(model), device,
+                   1 if arithmetic == "int8" else None)
 
 
 def _hidden(model) -> int | None:

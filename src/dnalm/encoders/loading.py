@@ -109,23 +109,16 @@ def check_remote_code(folder: ModelFolder, trust_remote_code: bool) -> None:
                 "implementation of this architecture in dnalm")
 
 
-def torch_dtype(precision: str, device: str):
-    """The dtype a model is loaded in for `precision` on `device` (int8: fp32, then `quantize_int8`)."""
+def torch_dtype(arithmetic: str):
+    """The dtype a model is loaded in to compute in `arithmetic` (`compute.encoder_arithmetic`;
+    int8: loaded in fp32, then `quantize_int8`)."""
     import torch
 
-    if precision == "int8":
-        if device.startswith("cuda"):
-            raise InputError(
-                "encoder.precision is int8, which runs on CPUs only (dynamic int8 quantization of the linear "
-                "layers has no CUDA kernels in torch), but this job sees a GPU",
-                fix="use auto (bf16 on a GPU) where the embedding jobs get GPUs, or hide the GPU from the job "
-                    "(CUDA_VISIBLE_DEVICES=) to embed in int8 on its CPU")
+    if arithmetic == "int8":
         return torch.float32
-    if precision == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if precision not in DTYPES:
-        raise InputError(f"encoder.precision is {precision!r}", fix="use auto, fp32, bf16, fp16 or int8")
-    return getattr(torch, DTYPES[precision])
+    if arithmetic not in DTYPES:
+        raise InputError(f"encoder.precision is {arithmetic!r}", fix="use auto, fp32, bf16, fp16 or int8")
+    return getattr(torch, DTYPES[arithmetic])
 
 
 def load_model(folder: ModelFolder, *, trust_remote_code: bool, dtype, masked_lm: bool = False):
@@ -185,11 +178,6 @@ def quantize_int8(model):
     with warnings.catch_warnings():  # torch 2.13 marks the quantized tensor API deprecated (its removal is
         warnings.simplefilter("ignore")  # for a later torch; requirements pin 2.13)
         return quantize_dynamic(model, chosen, dtype=torch.qint8, inplace=True)
-
-
-def arithmetic_name(precision: str, dtype) -> str:
-    """How provenance names the arithmetic of a loaded encoder: its dtype, or int8."""
-    return "int8" if precision == "int8" else str(dtype).removeprefix("torch.")
 
 
 def takes_attention_mask(model) -> bool:
