@@ -302,11 +302,11 @@ def test_unknown_mode():
 
 
 def test_regions_schema_columns(tmp_path):
-    bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\ttest\n")
+    bed = _bed(tmp_path, "NC_000913.3\t0\t10\tx\t0\t-\tlab\ttest\tstrainA\n")
     table = regions_to_arrow(_load_bed(bed))
-    assert table.column_names == ["seq_id", "chrom", "start", "end", "strand", "length", "label", "split"]
+    assert table.column_names == ["seq_id", "chrom", "start", "end", "strand", "length", "label", "split", "group"]
     assert table.to_pylist() == [dict(seq_id="x", chrom=CONTIG, start=0, end=10, strand="-", length=10,
-                                      label="lab", split="test")]
+                                      label="lab", split="test", group="strainA")]
     assert re.match(r"int64", str(table.schema.field("start").type))
 
 

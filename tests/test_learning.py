@@ -32,6 +32,7 @@ from dnalm.learning.windowsets import WindowSets
 from dnalm.settings import (
     EncoderSpec,
     FinetuneSettings,
+    HeadSettings,
     InputSettings,
     PretrainSettings,
     WindowSpec,
@@ -254,7 +255,7 @@ def test_kmer_frequencies_and_gc_by_hand():
 
 
 def test_baselines_use_the_heads_splits(labelled):
-    metrics = run_baselines(labelled.shards, labelled.regions, None, k=4, val_fraction=0.15, seed=0)
+    metrics = run_baselines(labelled.shards, labelled.regions, None, HeadSettings(val_fraction=0.15, seed=0), k=4)
     assert metrics["class_names"] == sorted(PICK)
     assert metrics["sequences"]["test"] == sum(t for _, t in PICK.values())
     for key in ("kmer4_logreg", "gc_logreg"):
@@ -263,7 +264,7 @@ def test_baselines_use_the_heads_splits(labelled):
         assert metrics[key]["C"] in C_GRID
     # the same split a head or a fine-tuning uses (every sequence here has usable windows)
     regions = read_regions(labelled.regions)
-    assert label_sequences(regions, np.ones(len(regions), bool), 0.15, 0, "x").counts() == metrics["sequences"]
+    assert label_sequences(regions, np.ones(len(regions), bool), HeadSettings(), "x").counts() == metrics["sequences"]
 
 
 def test_pretraining_with_nothing_held_out_writes_null_not_zero(tiny_models, tmp_path):

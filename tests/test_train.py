@@ -179,7 +179,7 @@ def test_no_labels_is_an_error(world, tmp_path):
 def test_stratified_validation_cut(world):
     regions = _read_regions(world)
     labelled = regions["label"].notna().to_numpy()
-    split = assign_splits(regions, labelled, 0.15, seed=0)
+    split = assign_splits(regions, labelled, 0.15, seed=0)[0]
     original = regions["split"].to_numpy()
     assert not np.any(original == "val")
     val = split == "val"
@@ -194,7 +194,7 @@ def test_stratified_validation_cut(world):
         assert in_train >= 1 and in_val >= 1, genus
         assert in_val + in_train == n_train
         assert in_val == max(1, round(n_train * 0.15))
-    assert np.array_equal(split, assign_splits(regions, labelled, 0.15, seed=0))
+    assert np.array_equal(split, assign_splits(regions, labelled, 0.15, seed=0)[0])
 
 
 @pytest.mark.parametrize("fraction,n_val", [(0.5, 2 + 0 + 1), (0.9, 3 + 0 + 1)])
@@ -205,7 +205,7 @@ def test_stratified_cut_keeps_every_class_in_train(fraction, n_val):
     labelled = np.ones(7, dtype=bool)
     labels = regions["label"].to_numpy()
     for seed in range(5):
-        split = assign_splits(regions, labelled, fraction, seed)
+        split = assign_splits(regions, labelled, fraction, seed)[0]
         for cls in "abc":
             assert np.any((split == "train") & (labels == cls)), (seed, cls)
         assert split[4] == "train"
@@ -217,7 +217,7 @@ def test_given_val_split_is_kept():
     regions = pa.table({"label": ["a", "b", "a", "b", None],
                         "split": ["train", "train", "val", "test", None]}).to_pandas()
     labelled = regions["label"].notna().to_numpy()
-    split = assign_splits(regions, labelled, 0.5, 0)
+    split = assign_splits(regions, labelled, 0.5, 0)[0]
     assert _nullable(split) == ["train", "train", "val", "test", None]
 
 
@@ -230,8 +230,8 @@ def test_assign_splits_accepts_the_frame_load_regions_returns(world):
     regions = world.regions.copy()  # straight from load_regions, as a library user would pass it
     before = regions["split"].tolist()
     labelled = regions["label"].notna().to_numpy()
-    split = assign_splits(regions, labelled, 0.15, seed=0)
-    assert np.array_equal(split, assign_splits(_read_regions(world), labelled, 0.15, seed=0))
+    split = assign_splits(regions, labelled, 0.15, seed=0)[0]
+    assert np.array_equal(split, assign_splits(_read_regions(world), labelled, 0.15, seed=0)[0])
     assert regions["split"].tolist() == before  # the input is not modified
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -91,6 +91,7 @@ class InputSettings:
     bed: str = default("input.bed")
     label_column: int = default("input.bed_columns.label")  # 1-based BED column with the class label
     split_column: int = default("input.bed_columns.split")  # 1-based BED column with train/val/test
+    group_column: int = default("input.bed_columns.group")  # 1-based BED column with the group
     tile_length: int = default("input.tiles.length")
     tile_step: int = default("input.tiles.step")
     include: tuple[str, ...] = tuple(default("input.tiles.include"))
@@ -103,7 +104,8 @@ class InputSettings:
         """The `input:` section of a config (missing keys take the schema's defaults)."""
         c = complete({"input": section})["input"]
         return cls(mode=c["mode"], reference=c["reference"], bed=c["bed"], label_column=c["bed_columns"]["label"],
-                   split_column=c["bed_columns"]["split"], tile_length=c["tiles"]["length"],
+                   split_column=c["bed_columns"]["split"], group_column=c["bed_columns"]["group"],
+                   tile_length=c["tiles"]["length"],
                    tile_step=c["tiles"]["step"], include=tuple(c["tiles"]["include"] or ()),
                    exclude=tuple(c["tiles"]["exclude"] or ()), sequences=c["sequences"], labels=c["labels"] or "")
 
@@ -175,6 +177,9 @@ class EncoderSettings:
 # The fields of the hierarchical head's shape: a job that trains another head does not
 # depend on them (they are left out of its params, so changing them re-runs nothing there).
 HIERARCHICAL_SHAPE = ("d_model", "layers", "attention_heads", "dropout", "attention_block")
+# What the run's splits and the learners' input are made of: every learner's params, the
+# baselines' included (`HeadSettings.learner_params`).
+SHARED_BY_LEARNERS = ("pooling", "max_n_fraction", "val_fraction", "val_by", "val_block", "class_weights", "seed")
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,9 @@ class HeadSettings:
     dropout: float = default("heads.hierarchical.dropout")
     attention_block: int = default("heads.hierarchical.attention_block")
     val_fraction: float = default("heads.training.val_fraction")
+    val_by: str = default("heads.training.val_by")  # auto | group | contig | position | random
+    val_block: int = default("heads.training.val_block")  # bp, for val_by position
+    select_by: str = default("heads.training.select_by")  # mcc | loss: the kept epoch's measure
     class_weights: bool = default("heads.training.class_weights")
     seed: int = default("heads.training.seed")
 
@@ -205,8 +213,8 @@ class HeadSettings:
 
     def learner_params(self) -> dict:
         """What every learner of the run reads, the baselines included: which window vector,
-        the N threshold and the splits (no head's shape, no optimiser)."""
-        return {f.name: getattr(self, f.name) for f in fields(HeadSettings) if f.name not in HIERARCHICAL_SHAPE}
+        the N threshold and the splits (no head's shape, no optimiser, no selection)."""
+        return {key: getattr(self, key) for key in SHARED_BY_LEARNERS}
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,7 @@ class TrainSettings(HeadSettings):
 
     epochs: int = default("heads.training.epochs")
     patience: int = default("heads.training.patience")
+    min_epochs: int = default("heads.training.min_epochs")
     learning_rate: float = default("heads.training.learning_rate")
     weight_decay: float = default("heads.training.weight_decay")
     batch_size: int = default("heads.training.batch_size")
@@ -227,6 +236,7 @@ class FinetuneSettings(HeadSettings):
     head: str = default("finetune.head")  # the seed's two models: hierarchical | mean
     epochs: int = default("finetune.epochs")
     patience: int = default("finetune.patience")
+    min_epochs: int = default("finetune.min_epochs")
     max_windows: int = default("finetune.max_windows")  # windows of a sequence per step (random); all to evaluate
     sequences_per_step: int = default("finetune.sequences_per_step")
     accumulate: int = default("finetune.accumulate")  # steps whose gradients add up before one optimiser step
@@ -306,10 +316,10 @@ def from_config(config: dict) -> RunSettings:
     keys it leaves out take the schema's defaults)."""
     c = complete(config)
     heads, training, finetune, pretrain = c["heads"], c["heads"]["training"], c["finetune"], c["pretrain"]
+    from_training = ("val_fraction", "val_by", "val_block", "select_by", "class_weights", "seed")
     shared = dict(pooling=heads["pooling"], max_n_fraction=heads["max_n_fraction"], **heads["hierarchical"],
-                  val_fraction=training["val_fraction"], class_weights=training["class_weights"],
-                  seed=training["seed"])
-    learner = {k: v for k, v in training.items() if k not in ("val_fraction", "class_weights", "seed")}
+                  **{k: training[k] for k in from_training})
+    learner = {k: v for k, v in training.items() if k not in from_training}
     tuner = {k: v for k, v in finetune.items() if k not in ("activate", "lora")}
     lora = {f"lora_{k}": v for k, v in finetune["lora"].items()}
     encoder = c["encoder"]

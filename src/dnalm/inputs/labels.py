@@ -59,8 +59,8 @@ def _sniff_separator(path: Path) -> str:
 
 
 def read_labels(path: str) -> pd.DataFrame:
-    """A labels table (TSV or CSV, header: id, label[, split]) indexed by id, with the
-    file's line number of each row in column `line`. The separator is read from the
+    """A labels table (TSV or CSV, header: id, label[, split][, group]) indexed by id, with
+    the file's line number of each row in column `line`. The separator is read from the
     header line, so a comma-separated file named .tsv is read as CSV."""
     p = Path(path)
     if not p.exists():
@@ -92,7 +92,8 @@ def read_labels(path: str) -> pd.DataFrame:
                           for i, v, line in zip(table["id"], table["split"], table["line"])]
     else:
         table["split"] = None
-    return table.set_index("id")[["label", "split", "line"]]
+    table["group"] = table["group"].map(empty_or_none) if "group" in table.columns else None
+    return table.set_index("id")[["label", "split", "group", "line"]]
 
 
 def attach_labels_table(frame: pd.DataFrame, labels: str, fasta: str) -> int:
@@ -108,8 +109,8 @@ def attach_labels_table(frame: pd.DataFrame, labels: str, fasta: str) -> int:
             + (f", {', '.join(map(repr, unknown[1:3]))}" if len(unknown) > 1 else ""),
             path=labels, fix="correct the id to the record's name (the first word of its FASTA header), or "
                              "remove the row")
-    frame["label"] = table["label"].reindex(frame["seq_id"]).to_numpy()
-    frame["split"] = table["split"].reindex(frame["seq_id"]).to_numpy()
+    for col in ("label", "split", "group"):
+        frame[col] = table[col].reindex(frame["seq_id"]).to_numpy()
     return int((~frame["seq_id"].isin(table.index)).sum())
 
 

@@ -26,10 +26,11 @@ REGIONS_SCHEMA = pa.schema(
         ("length", pa.int64()),
         ("label", pa.string()),  # null when unknown
         ("split", pa.string()),  # train / val / test, null when unknown
+        ("group", pa.string()),  # genome, strain, family...: validation holds groups out whole; null when none
     ]
 )
-COORDINATE_COLUMNS = [name for name in REGIONS_SCHEMA.names if name not in ("label", "split")]
-LABEL_COLUMNS = ["seq_id", "label", "split"]
+LABEL_COLUMNS = ["seq_id", "label", "split", "group"]
+COORDINATE_COLUMNS = [name for name in REGIONS_SCHEMA.names if name not in LABEL_COLUMNS[1:]]
 
 
 def regions_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame[REGIONS_SCHEMA.names].copy()
     for col in ("start", "end", "length"):
         frame[col] = frame[col].astype("int64")
-    for col in ("seq_id", "chrom", "strand", "label", "split"):
+    for col in ("seq_id", "chrom", "strand", "label", "split", "group"):
         frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     return frame.reset_index(drop=True)
 
@@ -60,14 +61,16 @@ def write_labels(frame: pd.DataFrame, path: str) -> None:
 
 
 def read_regions(regions_path: str, labels_path: str | None = None) -> pd.DataFrame:
-    """The regions table with label and split (None where unknown)."""
+    """The regions table with label, split and group (None where unknown)."""
     frame = read_parquet(regions_path, rule="extract_regions").to_pandas()
     if labels_path:
         labels = read_parquet(labels_path, rule="extract_labels").to_pandas()
         if labels["seq_id"].tolist() != frame["seq_id"].tolist():
             raise RuntimeError(f"{labels_path} and {regions_path} list different sequences: re-run extract_regions")
-        frame["label"], frame["split"] = labels["label"].to_numpy(), labels["split"].to_numpy()
-    for col in ("label", "split"):
+        for col in LABEL_COLUMNS[1:]:
+            if col in labels:
+                frame[col] = labels[col].to_numpy()
+    for col in LABEL_COLUMNS[1:]:
         if col not in frame:
             frame[col] = None
     return typed(frame)

@@ -9,6 +9,9 @@ heads' splits (`inputs.splits.label_sequences`, same seed and validation cut):
 They read the same bases the language model reads: every sequence is put back
 together from its windows in the shards (cleaned, reverse-complemented where the
 region is on the minus strand), so no FASTA is opened here.
+
+The same job checks the splits for leaks (`shared_windows`): windows of val and test
+sequences whose bases, on either strand, are those of a training window.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import pandas as pd
 
 from ..encoders.base import BASE_CODE  # A=0 C=1 G=2 T=3, 4 = N (or any other byte)
 from ..inputs.regions import read_regions
-from ..inputs.splits import label_sequences
+from ..inputs.splits import LabelledSplits, label_sequences
 from ..io import read_parquet
+from ..settings import HeadSettings
+from ..windows.bases import reverse_complement
 from .metrics import classification_metrics
 from .toolkit import usable_windows
 
@@ -98,11 +103,30 @@ def _fit(features: np.ndarray, y: np.ndarray, train, val, test, names: list[str]
     return {"C": choice, "val": scores(val), "test": scores(test)}
 
 
-def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | None, *, k: int = 6,
-                  val_fraction: float = 0.15, seed: int = 0, max_n_fraction: float = 0.5) -> dict:
+def shared_windows(shard_paths: list[str], sets: LabelledSplits, max_n_fraction: float) -> dict:
+    """The leak check: per split (val, test), how many of its usable windows have the bases of
+    a usable training window, on either strand. Identical sequence in two splits (repeats,
+    overlapping regions, duplicated records) makes the scores there measure memory, not
+    generalisation."""
+    train: set[int] = set()
+    others: dict[str, list[int]] = {"val": [], "test": []}
+    for path in shard_paths:
+        table = read_parquet(path, columns=["seq_index", "n_fraction", "sequence"], rule="make_windows")
+        split = sets.split[table.column("seq_index").to_numpy()]
+        usable = usable_windows(table.column("n_fraction").to_numpy(), max_n_fraction)
+        for window, name, ok in zip(table.column("sequence").to_pylist(), split, usable):
+            if ok and name in ("train", "val", "test"):
+                key = hash(min(window, reverse_complement(window)))  # the same on either strand
+                (train.add(key) if name == "train" else others[name].append(key))
+    return {name: {"windows": len(keys), "shared_with_train": sum(key in train for key in keys)}
+            for name, keys in others.items()}
+
+
+def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | None, settings: HeadSettings,
+                  k: int = 6) -> dict:
     regions: pd.DataFrame = read_regions(regions_path, labels_path)
     n = len(regions)
-    sets = label_sequences(regions, _usable(shard_paths, n, max_n_fraction), val_fraction, seed,
+    sets = label_sequences(regions, _usable(shard_paths, n, settings.max_n_fraction), settings,
                            labels_path or regions_path)
     used = np.isin(sets.split, ["train", "val", "test"])
     rows = np.flatnonzero(used)
@@ -122,6 +146,7 @@ def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | 
         "validation_source": sets.validation_source,
         f"kmer{k}_logreg": _fit(kmers, y, train, val, test, names),
         "gc_logreg": _fit(gc, y, train, val, test, names),
+        "leak": shared_windows(shard_paths, sets, settings.max_n_fraction),
     }
     if sets.notes:
         result["notes"] = sets.notes

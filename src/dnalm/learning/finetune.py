@@ -7,8 +7,10 @@ Memory stays bounded whatever the sequence length: a step takes a few sequences
 (every window when evaluating, in batches of the engine's token budget); gradient
 checkpointing, gradient accumulation, bf16 autocast on GPUs; separate learning rates
 for encoder and head, with warm-up then linear decay; LoRA adapters through `peft`
-when `lora_r` > 0. Early stopping watches the validation loss; a checkpoint is
-written after every epoch and a killed job resumes from it.
+when `lora_r` > 0. The kept epoch is the best by the validation measure `select_by` (MCC
+by default: a model predicting one class cannot win), training stops `patience` epochs
+after it but not before `min_epochs`; a checkpoint is written after every epoch and a
+killed job resumes from it.
 
 Writes the fine-tuned encoder (`save_pretrained`, safetensors, with the tokenizer
 files) and the head (safetensors + JSON) tied to that encoder's identity; the
@@ -40,10 +42,12 @@ from .checkpoint import Checkpoint, fingerprint, rng_state
 from .heads import predict_proba, save_head
 from .model import SequenceClassifier
 from .toolkit import (
+    better,
     class_weights,
     head_metrics,
     new_head,
     usable_windows,
+    validation_score,
     warmup_linear_decay,
     weighted_loss,
 )
@@ -99,8 +103,8 @@ class Finetuner:
         labelled = self.regions["label"].notna().to_numpy()
         self.windows = LabelledWindows(shard_paths, labelled, lambda s: self.encoder.tokenizer.content(s).lengths,
                                        settings.max_n_fraction)
-        self.sets = label_sequences(self.regions, self.windows.has_usable(len(self.regions)), settings.val_fraction,
-                                    settings.seed, labels_path or regions_path)
+        self.sets = label_sequences(self.regions, self.windows.has_usable(len(self.regions)), settings,
+                                    labels_path or regions_path)
         for note in self.sets.notes:
             print(f"warning: {note}", file=self.log)
         inputs = [regions_path] + ([labels_path] if labels_path else []) + list(shard_paths)
@@ -139,18 +143,15 @@ class Finetuner:
         data = WindowSets(keys, matrix, {"window_stride": self.stride}, 1.0)
         return data, np.searchsorted(data.seq_index, rows)
 
-    def evaluate(self, rows: np.ndarray) -> tuple[float, np.ndarray]:
-        """Validation loss and class probabilities over every window of these sequences."""
+    def evaluate(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities (len(rows), classes) of these sequences, from every window."""
         if len(rows) == 0:
-            return float("nan"), np.zeros((0, len(self.sets.class_names)), np.float32)
+            return np.zeros((0, len(self.sets.class_names)), np.float32)
         head = self.classifier.head.cpu()
         data, data_rows = self._window_sets(rows)
         proba = predict_proba(head, data, data_rows)
         self.classifier.head.to(self.device)
-        y = self.sets.y[rows]
-        w = self.weights.cpu().numpy()[y]
-        loss = float(-(w * np.log(np.clip(proba[np.arange(len(rows)), y], 1e-12, None))).sum() / w.sum())
-        return loss, proba
+        return proba
 
     # --------------------------------------------------------------- training
     def _step_batch(self, rows: np.ndarray):
@@ -181,24 +182,25 @@ class Finetuner:
             print(f"resuming from the checkpoint after epoch {state['epoch']} ({self.checkpoint.folder})",
                   file=self.log, flush=True)
         else:
-            state = {"epoch": 0, "best_epoch": 0, "best_loss": None, "history": []}
+            state = {"epoch": 0, "best_epoch": 0, "best_score": None, "history": []}
         for epoch in range(state["epoch"] + 1, s.epochs + 1):
-            if epoch - state["best_epoch"] > s.patience and state["best_epoch"]:
+            if epoch - state["best_epoch"] > s.patience and state["best_epoch"] and epoch > s.min_epochs:
                 break
             started = time.perf_counter()
             train_loss = self._train_epoch(train_rows, optimizer, scheduler)
-            val_loss, proba = self.evaluate(monitor)
-            val_accuracy = float((proba.argmax(1) == self.sets.y[monitor]).mean())
-            state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                                     "val_accuracy": val_accuracy, "seconds": round(time.perf_counter() - started, 1)})
-            best = state["best_loss"] is None or val_loss < state["best_loss"] - 1e-6
+            val, score = validation_score(self.evaluate(monitor), self.sets.y[monitor], self.weights.cpu().numpy(),
+                                          s.select_by)
+            state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                                     "val_accuracy": val["accuracy"], "val_mcc": val["mcc"],
+                                     "seconds": round(time.perf_counter() - started, 1)})
+            best = better(score, state["best_score"] and tuple(state["best_score"]))
             if best:
-                state["best_loss"], state["best_epoch"] = val_loss, epoch
+                state["best_score"], state["best_epoch"] = list(score), epoch
             state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
             self.checkpoint.save(self.classifier, optimizer, state, best=best)
-            print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val accuracy "
-                  f"{val_accuracy:.3f}{' (best)' if best else ''}, {time.perf_counter() - started:.0f} s",
-                  file=self.log, flush=True)
+            print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, val accuracy "
+                  f"{val['accuracy']:.3f}, MCC {val['mcc']:.3f}{' (kept)' if best else ''}, "
+                  f"{time.perf_counter() - started:.0f} s", file=self.log, flush=True)
         self.checkpoint.load_best(self.classifier)
         self.state = state
         return state
@@ -233,8 +235,7 @@ class Finetuner:
         """The fine-tuned encoder folder and the head tied to it; returns the metrics."""
         s = self.settings
         val_rows, test_rows = self.sets.rows("val"), self.sets.rows("test")
-        _, val_proba = self.evaluate(val_rows)
-        _, test_proba = self.evaluate(test_rows)
+        val_proba, test_proba = self.evaluate(val_rows), self.evaluate(test_rows)
         model = self.encoder.model
         if s.lora_r > 0:
             model = model.merge_and_unload()
@@ -250,7 +251,7 @@ class Finetuner:
         head.config.encoder = dataclasses.replace(space, precision=None).located().as_dict()
         save_head(head, head_dir)
         metrics = head_metrics("finetuned", s.pooling, self.sets, val_proba, test_proba, self.state["best_epoch"],
-                               self.state["history"], kind=s.head,
+                               self.state["history"], kind=s.head, selected_by=s.select_by,
                                encoder={"base": self.spec.model, "lora_r": s.lora_r, "strands": self.spec.strands})
         self.checkpoint.remove()
         return metrics

@@ -2,8 +2,10 @@
 
 The data (`windowsets.WindowSets`), the splits (`inputs.splits`) and what learners share
 (`toolkit`: loss, class weights, the head from the settings, metrics.json) live apart;
-this module is the training loop only. Early stopping watches the validation loss;
-classes are weighted by inverse frequency. One optimisation step takes `batch_size`
+this module is the training loop only. The kept epoch is the best by the validation
+measure `select_by` (MCC by default, which a one-class model cannot win), and training
+stops `patience` epochs after it, not before `min_epochs`; classes are weighted by
+inverse frequency. One optimisation step takes `batch_size`
 sequences, fed in micro-batches of at most `heads.WINDOW_BUDGET` windows whose
 gradients add up to exactly the full batch's.
 """
@@ -21,19 +23,8 @@ from ..inputs.regions import read_regions
 from ..inputs.splits import label_sequences
 from ..settings import TrainSettings
 from .heads import predict_proba, save_head
-from .toolkit import class_weights, head_metrics, new_head, weighted_loss
+from .toolkit import better, class_weights, head_metrics, new_head, validation_score, weighted_loss
 from .windowsets import WindowSets
-
-
-def _loss(head, data: WindowSets, rows, y_all, weights) -> float:
-    head.eval()
-    total_weight = float(weights[torch.from_numpy(y_all[rows])].sum()) if len(rows) else 1.0
-    total = 0.0
-    with torch.inference_mode():
-        for batch in data.batches(rows):
-            total += float(weighted_loss(head(*data.batch(batch)), torch.from_numpy(y_all[batch]), weights,
-                                         total_weight))
-    return total
 
 
 def train_head(embedding_paths: list[str], regions_path: str, kind: str, settings: TrainSettings,
@@ -44,8 +35,7 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     data = WindowSets.from_files(embedding_paths, settings.pooling, settings.max_n_fraction)
     if not np.array_equal(data.seq_index, np.arange(len(regions))):  # rows are regions rows from here on
         raise RuntimeError("the embeddings do not cover every sequence of the regions table: re-run the workflow")
-    sets = label_sequences(regions, data.has_usable(), settings.val_fraction, settings.seed,
-                           labels_path or regions_path)
+    sets = label_sequences(regions, data.has_usable(), settings, labels_path or regions_path)
     for note in sets.notes:
         print(f"warning: {note}", file=sys.stderr)
     train_rows, val_rows, test_rows = sets.rows("train"), sets.rows("val"), sets.rows("test")
@@ -59,7 +49,7 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(settings.seed)
     monitor = val_rows if len(val_rows) else train_rows
-    best = (float("inf"), 0, copy.deepcopy(head.state_dict()))
+    best_score, best_epoch, best_state = None, 0, copy.deepcopy(head.state_dict())
     history = []
     for epoch in range(1, settings.epochs + 1):
         head.train()
@@ -74,16 +64,19 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
                 loss.backward()
                 total += loss.item() * len(rows)
             optimiser.step()
-        val_loss = _loss(head, data, monitor, y_all, weights)
-        history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss})
-        if val_loss < best[0] - 1e-6:
-            best = (val_loss, epoch, copy.deepcopy(head.state_dict()))
-        elif epoch - best[1] >= settings.patience:
+        val, score = validation_score(predict_proba(head, data, monitor), y_all[monitor], weights.numpy(),
+                                      settings.select_by)
+        history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val["loss"],
+                        "val_mcc": val["mcc"]})
+        if better(score, best_score):
+            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(head.state_dict())
+        elif epoch - best_epoch >= settings.patience and epoch >= settings.min_epochs:
             break
-    head.load_state_dict(best[2])
-    print(f"{kind}: best epoch {best[1]} of {len(history)}, val loss {best[0]:.4f}", file=sys.stderr)
+    head.load_state_dict(best_state)
+    print(f"{kind}: kept epoch {best_epoch} of {len(history)} (by validation {settings.select_by}): val loss "
+          f"{history[best_epoch - 1]['val_loss']:.4f}, MCC {history[best_epoch - 1]['val_mcc']:.3f}", file=sys.stderr)
 
     metrics = head_metrics(kind, settings.pooling, sets, predict_proba(head, data, val_rows),
-                           predict_proba(head, data, test_rows), best[1], history)
+                           predict_proba(head, data, test_rows), best_epoch, history, selected_by=settings.select_by)
     save_head(head, out_dir)
     return metrics

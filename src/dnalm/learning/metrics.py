@@ -63,3 +63,31 @@ def baseline_label(key: str) -> str:
 def baseline_keys(metrics: dict) -> list[str]:
     """The baselines in a baselines/metrics.json, k-mer frequencies first."""
     return sorted((key for key in metrics if key.endswith("_logreg")), key=lambda k: (k == "gc_logreg", k))
+
+
+def leak_line(leak: dict) -> str:
+    """The leak check (`learning.baselines.shared_windows`) in one line."""
+    said = [f"{split} {found['shared_with_train']} of {found['windows']}" for split, found in leak.items()
+            if found["windows"]]
+    shared = sum(found["shared_with_train"] for found in leak.values())
+    head = "leak check: windows with the bases of a training window (either strand)"
+    return f"{head}: {', '.join(said) or 'no val/test window'}" + ("" if shared else " (none)")
+
+
+def choice_line(heads: dict[str, dict], baselines: dict) -> str:
+    """Which model to use, from validation only (MCC, then accuracy), and what it gains on the
+    k-mer baseline there; the chosen model's test figure follows for reference."""
+    candidates = {f"{head} head": metrics for head, metrics in heads.items()}
+    candidates.update({baseline_label(key): baselines[key] for key in baseline_keys(baselines)})
+    scored = {name: m["val"] for name, m in candidates.items() if m.get("val", {}).get("n")}
+    if not scored:
+        return "model choice: no validation sequence, so validation cannot choose a model"
+    best = max(scored, key=lambda name: (scored[name].get("mcc", -1), scored[name].get("accuracy", 0)))
+    kmer = next((baseline_label(key) for key in baseline_keys(baselines) if key.startswith("kmer")), None)
+    gain = ""
+    if kmer and kmer in scored and best != kmer:
+        diff = scored[best]["mcc"] - scored[kmer]["mcc"]
+        gain = f"; on validation it {'beats' if diff > 0 else 'ties'} the {kmer.split(',')[0]} baseline by MCC {diff:+.3f}"
+    test = candidates[best].get("test", {})
+    tested = f" (test MCC {test['mcc']:.3f})" if test.get("n") else ""
+    return (f"model choice (validation MCC {scored[best]['mcc']:.3f}): {best}{gain}{tested}")

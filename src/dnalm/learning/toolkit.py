@@ -51,6 +51,48 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def validation_score(proba: np.ndarray, y: np.ndarray, weights: np.ndarray, select_by: str) -> tuple[dict, tuple]:
+    """What the kept epoch is chosen by: ({loss, mcc, accuracy}, a score where higher is better).
+
+    `loss`: the class-weighted negative log-likelihood; `mcc`: Matthews correlation of the
+    predicted classes, 0 for a model predicting one class whatever its probabilities, so
+    (select_by mcc, ties to the lower loss) such a model is never kept over one that
+    separates the classes."""
+    from sklearn.metrics import matthews_corrcoef
+
+    if len(y) == 0:
+        return {"loss": float("nan"), "mcc": float("nan"), "accuracy": float("nan")}, (-np.inf,)
+    w = weights[y]
+    loss = float(-(w * np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))).sum() / w.sum())
+    calls = proba.argmax(1)
+    measured = {"loss": loss, "mcc": float(matthews_corrcoef(y, calls)), "accuracy": float((calls == y).mean())}
+    return measured, ((measured["mcc"], -loss) if select_by == "mcc" else (-loss,))
+
+
+def better(score: tuple, best: tuple | None) -> bool:
+    """Whether an epoch's validation score beats the best so far (by more than rounding)."""
+    if best is None:
+        return True
+    for now, was in zip(score, best):
+        if abs(now - was) > 1e-6:
+            return now > was
+    return False
+
+
+def one_class_warnings(proba_by_split: dict[str, np.ndarray], y_by_split: dict[str, np.ndarray],
+                       class_names: list[str]) -> list[str]:
+    """A warning for each split where the kept model predicts one class for every sequence
+    although the split holds several: a constant predictor, whatever its accuracy."""
+    warnings = []
+    for name, proba in proba_by_split.items():
+        y = y_by_split[name]
+        if len(y) and len(np.unique(y)) > 1 and len(np.unique(proba.argmax(1))) == 1:
+            warnings.append(f"the kept model predicts {class_names[int(proba.argmax(1)[0])]!r} for every one of the "
+                            f"{len(y)} {name} sequences, which hold {len(np.unique(y))} classes: it separates nothing "
+                            "there")
+    return warnings
+
+
 def new_head(kind: str, settings: HeadSettings, class_names: list[str], embed_dim: int,
              training_vectors: np.ndarray, strands: str, encoder: dict | None = None) -> torch.nn.Module:
     """A head of `kind` shaped by the settings, its input normaliser set from the training
@@ -73,6 +115,8 @@ def head_metrics(head: str, pooling: str, sets: LabelledSplits, val_proba: np.nd
     history, and what was left out (notes)."""
     val_rows, test_rows = sets.rows("val"), sets.rows("test")
     names = sets.class_names
+    warnings = one_class_warnings({"val": val_proba, "test": test_proba},
+                                  {"val": sets.y[val_rows], "test": sets.y[test_rows]}, names)
     metrics = {
         "head": head,
         "pooling": pooling,
@@ -88,6 +132,8 @@ def head_metrics(head: str, pooling: str, sets: LabelledSplits, val_proba: np.nd
     }
     if sets.notes:
         metrics["notes"] = sets.notes
+    if warnings:
+        metrics["warnings"] = warnings
     if len(test_rows) == 0:
         metrics["test_note"] = "no sequence is in the test split: test metrics are empty"
     return metrics

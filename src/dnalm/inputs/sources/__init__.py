@@ -93,7 +93,7 @@ class RegionSource:
     def labels(self, regions: pd.DataFrame) -> pd.DataFrame:
         """`regions` with the label and split of every sequence (None where none is given)."""
         frame = regions.copy()
-        frame["label"], frame["split"] = None, None
+        frame["label"], frame["split"], frame["group"] = None, None, None
         return typed(frame)
 
     def plan(self, contigs: dict[str, int]) -> PlannedRegions:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import InputError
+from ...settings import InputSettings
 from ...io import open_text
 from ..labels import check_labels, empty_or_none, normalise_split
 from ..regions import regions_frame, typed
@@ -31,29 +32,27 @@ class BedSource(RegionSource):
     def label_params(self) -> dict:
         s = self.settings
         return {**super().label_params(), "bed": s.bed,
-                "bed_columns": {"label": s.label_column, "split": s.split_column}}
+                "bed_columns": {"label": s.label_column, "split": s.split_column, "group": s.group_column}}
 
     def check(self) -> None:
         if not self.settings.bed:
             raise InputError("input.mode is bed but no BED is configured", fix="set input.bed")
 
     def regions(self, contigs: dict[str, int], labels: bool = True) -> pd.DataFrame:
-        return regions_from_bed(self.settings.bed, contigs, self.settings.label_column,
-                                self.settings.split_column, labels)
+        return regions_from_bed(self.settings.bed, contigs, self.settings, labels)
 
     def labels(self, regions: pd.DataFrame) -> pd.DataFrame:
-        """seq_id -> label, split from the BED's label/split columns."""
+        """seq_id -> label, split, group from the BED's label, split and group columns."""
         s = self.settings
         rows, lines = {}, []
         for lineno, cols in bed_lines(s.bed):
-            rows[bed_name(cols)] = (_column(cols, s.label_column),
-                                    normalise_split(_column(cols, s.split_column), f"{s.bed}:{lineno}"))
+            rows[bed_name(cols)] = _label_columns(cols, s, f"{s.bed}:{lineno}")
             lines.append(lineno)
-        parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split"])
-        check_labels([label for label, _ in rows.values()], s.bed, lambda i: lines[i])
+        parsed = pd.DataFrame.from_dict(rows, orient="index", columns=["label", "split", "group"])
+        check_labels([label for label, _, _ in rows.values()], s.bed, lambda i: lines[i])
         frame = regions.copy()
-        frame["label"] = frame["seq_id"].map(parsed["label"])
-        frame["split"] = frame["seq_id"].map(parsed["split"])
+        for col in ("label", "split", "group"):
+            frame[col] = frame["seq_id"].map(parsed[col])
         return typed(frame)
 
 
@@ -67,8 +66,13 @@ def _suggest_contigs(missing: str, available: list[str]) -> str:
     return f"Contigs in the FASTA: {shown}.{hint}"
 
 
-def regions_from_bed(bed: str, contigs: dict[str, int], label_column: int, split_column: int,
-                     labels: bool = True) -> pd.DataFrame:
+def _label_columns(cols: list[str], settings: InputSettings, where: str) -> tuple:
+    """(label, split, group) of a BED line (None where the line has no such column)."""
+    return (_column(cols, settings.label_column), normalise_split(_column(cols, settings.split_column), where),
+            _column(cols, settings.group_column))
+
+
+def regions_from_bed(bed: str, contigs: dict[str, int], settings: InputSettings, labels: bool = True) -> pd.DataFrame:
     """Parse a BED file line by line, so every error can name its line."""
     path = Path(bed)
     if not path.exists():
@@ -112,9 +116,8 @@ def regions_from_bed(bed: str, contigs: dict[str, int], label_column: int, split
                 f"region name {name!r} already used on line {seen[name]}", path=where,
                 fix="give every region a unique name in column 4 (or leave column 4 empty)")
         seen[name] = lineno
-        label = _column(cols, label_column) if labels else None
-        split = normalise_split(_column(cols, split_column), where) if labels else None
-        rows.append((name, chrom, start, end, strand, end - start, label, split))
+        label, split, group = _label_columns(cols, settings, where) if labels else (None, None, None)
+        rows.append((name, chrom, start, end, strand, end - start, label, split, group))
     if not rows:
         raise InputError("BED file has no regions", path=path, fix="give at least one region")
     frame = regions_frame(rows)

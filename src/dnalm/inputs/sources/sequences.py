@@ -53,15 +53,14 @@ class SequencesSource(RegionSource):
         frame = pd.DataFrame({"seq_id": list(contigs), "chrom": list(contigs), "start": 0,
                               "end": list(contigs.values()), "strand": "+"})
         frame["length"] = frame["end"]
-        frame["label"] = None
-        frame["split"] = None
+        frame["label"], frame["split"], frame["group"] = None, None, None
         if self.settings.labels:
             attach_labels_table(frame, self.settings.labels, fasta)
         return typed(frame)
 
     def labels(self, regions: pd.DataFrame) -> pd.DataFrame:
         frame = regions.copy()
-        frame["label"], frame["split"] = None, None
+        frame["label"], frame["split"], frame["group"] = None, None, None
         if self.settings.labels:
             unlabelled = attach_labels_table(frame, self.settings.labels, self.settings.sequences or "the FASTA")
             if unlabelled:

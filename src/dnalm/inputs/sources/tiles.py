@@ -62,7 +62,7 @@ class TileSource(RegionSource):
         end = np.concatenate(end_col)
         seq_id = pd.Series(chrom) + ":" + pd.Series(start).astype(str) + "-" + pd.Series(end).astype(str)
         frame = pd.DataFrame({"seq_id": seq_id, "chrom": chrom, "start": start, "end": end, "strand": "+",
-                              "length": end - start, "label": None, "split": None})
+                              "length": end - start, "label": None, "split": None, "group": None})
         return typed(frame)
 
     def plan(self, contigs: dict[str, int]) -> PlannedRegions:
