@@ -23,18 +23,19 @@ def bgzip_fasta(src: str, dst: str) -> None:
         pysam.tabix_compress(plain, dst, force=True)
 
 
-def csv_to_fasta_and_labels(src: str, fasta: str, labels: str) -> None:
-    """A labelled CSV (id,label,split,...,sequence) -> bgzip FASTA + labels TSV."""
+def csv_to_fasta_and_labels(src: str, fasta: str, labels: str, group: str | None = None) -> None:
+    """A labelled CSV (id,label,split,...,sequence) -> bgzip FASTA + labels TSV (with the CSV's
+    column `group` as the table's group column, where given)."""
     with tempfile.TemporaryDirectory() as tmp:
         plain = os.path.join(tmp, "plain.fa")
         with gzip.open(src, "rt") as fin, open(plain, "w") as fa, open(labels, "w") as lab:
-            lab.write("id\tlabel\tsplit\n")
+            lab.write("id\tlabel\tsplit" + ("\tgroup" if group else "") + "\n")
             for row in csv.DictReader(fin):
                 seq = row["sequence"]
                 fa.write(f">{row['id']}\n")
                 for i in range(0, len(seq), 80):
                     fa.write(seq[i : i + 80] + "\n")
-                lab.write(f"{row['id']}\t{row['label']}\t{row['split']}\n")
+                lab.write(f"{row['id']}\t{row['label']}\t{row['split']}" + (f"\t{row[group]}" if group else "") + "\n")
         pysam.tabix_compress(plain, fasta, force=True)
 
 
@@ -60,7 +61,7 @@ def main(shared: str) -> None:
         out.write(fin.read())
     csv_to_fasta_and_labels(
         os.path.join(shared, "bacteria_genus", "bacteria_genus_fragments.csv.gz"),
-        "data/bacteria_genus.fa.gz", "data/bacteria_genus_labels.tsv")
+        "data/bacteria_genus.fa.gz", "data/bacteria_genus_labels.tsv", group="organism")  # the source strain
     csv_to_fasta_and_labels(
         os.path.join(shared, "fixtures", "orchid_its_genus.csv.gz"),
         "data/orchid_its.fa.gz", "data/orchid_its_labels.tsv")

@@ -143,3 +143,19 @@ def test_every_class_keeps_a_training_sequence(by):
         split, _ = assign_splits(regions, np.ones(5, bool), 0.9, seed, by, 1)
         labels = regions["label"].to_numpy()
         assert all(((split == "train") & (labels == c)).any() for c in "ab"), (by, seed, split)
+
+
+def test_the_bundled_strains_give_every_species_validation_strains_of_its_own():
+    """bacteria_genus: validation takes whole source strains, every species among them (even
+    where one strain is more than its share), and leaves every species training strains."""
+    from helpers.data import DATA
+
+    regions = load_regions(InputSettings(mode="fasta", sequences=str(DATA / "bacteria_genus.fa.gz"),
+                                         labels=str(DATA / "bacteria_genus_labels.tsv")))
+    split, source = assign_splits(regions, np.ones(len(regions), bool), 0.15, 0, "auto")
+    frame = pd.DataFrame({"group": regions["group"], "label": regions["label"], "split": split})
+    assert (frame.groupby("group")["split"].nunique() == 1).all()
+    val = frame[frame["split"] == "val"]
+    assert set(val["label"]) == set(frame["label"]) and source.endswith("whole groups of the group column (seed 0)")
+    train = frame[frame["split"] == "train"]
+    assert set(train["label"]) == set(frame["label"])

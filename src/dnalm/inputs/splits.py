@@ -80,7 +80,9 @@ def _whole_units(rows: np.ndarray, labels: np.ndarray, units: np.ndarray, fracti
                  rng: np.random.Generator) -> np.ndarray:
     """Rows of the units taken for validation: units in a seeded random order, each taken
     while it brings some class nearer its target (fraction of its training sequences) by
-    more than it overshoots the others, and leaves every class a training sequence."""
+    more than it overshoots the others, and leaves every class a training sequence; then,
+    for a class still without validation sequences (its units all larger than its target),
+    its smallest unit that leaves every class a training sequence."""
     labels = np.asarray(labels, dtype=str)
     classes = np.unique(labels)
     class_of = np.searchsorted(classes, labels)
@@ -100,6 +102,13 @@ def _whole_units(rows: np.ndarray, labels: np.ndarray, units: np.ndarray, fracti
             taken += counts[unit]
         if not need.any():
             break
+    for cls in np.flatnonzero((taken == 0) & (target > 0)):
+        fits = [u for u in np.flatnonzero(counts[:, cls] > 0)
+                if not chosen[u] and np.all(total - taken - counts[u] >= np.minimum(total, 1))]
+        if fits:
+            unit = min(fits, key=lambda u: (counts[u].sum(), u))
+            chosen[unit] = True
+            taken += counts[unit]
     return rows[chosen[unit_of]]
 
 
