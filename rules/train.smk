@@ -24,12 +24,14 @@ rule train_head:
 
 
 # The k-mer and GC logistic regressions, on exactly the heads' splits: what a user
-# compares the language model against.
+# compares the language model against; and the k-mer + language-model regression, never
+# worse than the k-mer one on validation.
 rule baselines:
     input:
         shards=WINDOW_SHARDS,
         regions=out("regions/regions.parquet"),
         labels=out("regions/labels.parquet"),
+        embeddings=EMBEDDINGS,  # for the k-mer + language-model regression
     output:
         out("baselines/metrics.json"),
     log:

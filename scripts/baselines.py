@@ -1,4 +1,4 @@
-"""Rule baselines: k-mer and GC logistic regressions on the heads' splits."""
+"""Rule baselines: k-mer, GC and k-mer + language-model logistic regressions on the heads' splits."""
 
 from dnalm.io import write_json_atomic
 from dnalm.learning.baselines import run_baselines
@@ -7,5 +7,6 @@ from dnalm.workflow.jobs import step
 
 with step(snakemake):
     metrics = run_baselines(list(snakemake.input.shards), snakemake.input.regions, snakemake.input.labels,
-                            HeadSettings(**snakemake.params.settings), k=snakemake.params.kmer)
+                            HeadSettings(**snakemake.params.settings), k=snakemake.params.kmer,
+                            embedding_paths=list(snakemake.input.embeddings))
     write_json_atomic(snakemake.output[0], metrics)

@@ -362,3 +362,22 @@ def test_coverage_mean_matches_per_base_brute_force(seed):
     # touching neighbours always differ (equal ones are merged)
     touching = s[1:] == e[:-1]
     assert not np.any(np.isclose(v[1:][touching], v[:-1][touching], atol=0, rtol=0))
+
+
+def test_the_kmer_and_language_model_regression_is_never_worse_than_kmers_on_validation(world):
+    """The k-mer + language-model model keeps the language model's vectors only where validation
+    prefers them: on validation it is never below the k-mer regression."""
+    from dnalm.learning.baselines import run_baselines, sequence_vectors
+    from dnalm.settings import HeadSettings
+
+    shards = [str(p) for p in world.shards]
+    settings = HeadSettings(val_fraction=0.3)
+    metrics = run_baselines(shards, world.regions_path, None, settings, k=3, embedding_paths=world.embeddings)
+    kmer, both = metrics["kmer3_logreg"], metrics["kmer3_lm_logreg"]
+    assert both["features"] in ("kmer", "kmer+lm")
+    assert both["val"]["accuracy"] >= kmer["val"]["accuracy"]
+    if both["features"] == "kmer":  # the same model as the baseline, then
+        assert both["test"] == kmer["test"]
+    vectors = sequence_vectors(world.embeddings, settings, len(world.regions))
+    assert vectors.shape == (len(world.regions), HIDDEN) and not vectors[-1].any()  # the all-N record: none
+    assert vectors[:-1].any(axis=1).all()

@@ -5,6 +5,9 @@ heads' splits (`inputs.splits.label_sequences`, same seed and validation cut):
 - a logistic regression on k-mer frequencies (k = 6 by default; features
   standardised, the regularisation C chosen on the validation split);
 - a logistic regression on GC content alone.
+And one that is never worse than the first on validation: the same regression on the
+k-mer frequencies together with each sequence's mean language-model window vector, the
+features (k-mers alone, or both) and C chosen by validation.
 
 They read the same bases the language model reads: every sequence is put back
 together from its windows in the shards (cleaned, reverse-complemented where the
@@ -76,8 +79,10 @@ def _usable(shard_paths: list[str], n_sequences: int, max_n_fraction: float) -> 
     return usable
 
 
-def _fit(features: np.ndarray, y: np.ndarray, train, val, test, names: list[str]) -> dict:
-    """Standardised logistic regression, C chosen by validation accuracy (then log loss)."""
+def _fit(feature_sets: dict[str, np.ndarray], y: np.ndarray, train, val, test, names: list[str]) -> dict:
+    """Standardised logistic regression on one of `feature_sets` (name -> features), the set and
+    C chosen together by validation accuracy (then log loss): with the k-mer features among the
+    sets, a model of more features is kept only where validation says it adds something."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.pipeline import make_pipeline
@@ -86,21 +91,24 @@ def _fit(features: np.ndarray, y: np.ndarray, train, val, test, names: list[str]
     def model(c):
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced"))
 
-    choice, best = C_GRID[0], None
+    chosen, choice, best = next(iter(feature_sets)), C_GRID[0], None
     if len(val):
-        for c in C_GRID:
-            fitted = model(c).fit(features[train], y[train])
-            proba = fitted.predict_proba(features[val])
-            score = ((proba.argmax(1) == y[val]).mean(), -log_loss(y[val], proba, labels=range(len(names))))
-            if best is None or score > best:
-                choice, best = c, score
+        for name, features in feature_sets.items():
+            for c in C_GRID:
+                fitted = model(c).fit(features[train], y[train])
+                proba = fitted.predict_proba(features[val])
+                score = ((proba.argmax(1) == y[val]).mean(), -log_loss(y[val], proba, labels=range(len(names))))
+                if best is None or score > best:
+                    chosen, choice, best = name, c, score
+    features = feature_sets[chosen]
     fitted = model(choice).fit(features[train], y[train])
 
     def scores(rows):
         proba = fitted.predict_proba(features[rows]) if len(rows) else np.zeros((0, len(names)))
         return classification_metrics(y[rows], proba, names)
 
-    return {"C": choice, "val": scores(val), "test": scores(test)}
+    result = {"C": choice, "val": scores(val), "test": scores(test)}
+    return result if len(feature_sets) == 1 else {"features": chosen, **result}
 
 
 def shared_windows(shard_paths: list[str], sets: LabelledSplits, max_n_fraction: float) -> dict:
@@ -122,8 +130,25 @@ def shared_windows(shard_paths: list[str], sets: LabelledSplits, max_n_fraction:
             for name, keys in others.items()}
 
 
+def sequence_vectors(embedding_paths: list[str], settings: HeadSettings, n_sequences: int) -> np.ndarray:
+    """(n_sequences, hidden): each sequence's mean language-model window vector (`heads.pooling`,
+    usable windows only; zeros where it has none), what the k-mer + language-model model reads."""
+    from .windowsets import WindowSets
+
+    data = WindowSets.from_files(embedding_paths, settings.pooling, settings.max_n_fraction)
+    vectors = np.zeros((n_sequences, data.embed_dim), dtype=np.float32)
+    for row, seq in enumerate(data.seq_index):
+        windows = data.window_rows(np.array([row]))
+        if len(windows):
+            vectors[seq] = data.matrix[windows].mean(0)
+    return vectors
+
+
 def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | None, settings: HeadSettings,
-                  k: int = 6) -> dict:
+                  k: int = 6, embedding_paths: list[str] | None = None) -> dict:
+    """The baselines' metrics; with `embedding_paths`, also the k-mer + language-model model:
+    a logistic regression on the k-mer frequencies and each sequence's mean window vector,
+    kept over the k-mer features alone only where validation prefers it."""
     regions: pd.DataFrame = read_regions(regions_path, labels_path)
     n = len(regions)
     sets = label_sequences(regions, _usable(shard_paths, n, settings.max_n_fraction), settings,
@@ -144,10 +169,14 @@ def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | 
         "class_names": names,
         "sequences": sets.counts(),
         "validation_source": sets.validation_source,
-        f"kmer{k}_logreg": _fit(kmers, y, train, val, test, names),
-        "gc_logreg": _fit(gc, y, train, val, test, names),
+        f"kmer{k}_logreg": _fit({"kmer": kmers}, y, train, val, test, names),
+        "gc_logreg": _fit({"gc": gc}, y, train, val, test, names),
         "leak": shared_windows(shard_paths, sets, settings.max_n_fraction),
     }
+    if embedding_paths:
+        lm = sequence_vectors(embedding_paths, settings, n)[rows]
+        result[f"kmer{k}_lm_logreg"] = _fit({"kmer": kmers, "kmer+lm": np.hstack([kmers, lm])}, y, train, val, test,
+                                            names)
     if sets.notes:
         result["notes"] = sets.notes
     return result

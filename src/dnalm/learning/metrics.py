@@ -55,14 +55,18 @@ BASELINE_NAMES = {"gc_logreg": "GC content, logistic regression"}
 
 def baseline_label(key: str) -> str:
     """How a baseline is named in printed lines and the report."""
+    if key.startswith("kmer") and key.endswith("_lm_logreg"):
+        return (f"{key.removeprefix('kmer').removesuffix('_lm_logreg')}-mer frequencies + language-model vectors, "
+                "logistic regression")
     if key.startswith("kmer") and key.endswith("_logreg"):
         return f"{key.removeprefix('kmer').removesuffix('_logreg')}-mer frequencies, logistic regression"
     return BASELINE_NAMES.get(key, key)
 
 
 def baseline_keys(metrics: dict) -> list[str]:
-    """The baselines in a baselines/metrics.json, k-mer frequencies first."""
-    return sorted((key for key in metrics if key.endswith("_logreg")), key=lambda k: (k == "gc_logreg", k))
+    """The baselines in a baselines/metrics.json: k-mer frequencies, then with the language model, then GC."""
+    return sorted((key for key in metrics if key.endswith("_logreg")),
+                  key=lambda k: (k == "gc_logreg", k.endswith("_lm_logreg"), k))
 
 
 def leak_line(leak: dict) -> str:
@@ -83,7 +87,8 @@ def choice_line(heads: dict[str, dict], baselines: dict) -> str:
     if not scored:
         return "model choice: no validation sequence, so validation cannot choose a model"
     best = max(scored, key=lambda name: (scored[name].get("mcc", -1), scored[name].get("accuracy", 0)))
-    kmer = next((baseline_label(key) for key in baseline_keys(baselines) if key.startswith("kmer")), None)
+    kmer = next((baseline_label(key) for key in baseline_keys(baselines)
+                 if key.startswith("kmer") and not key.endswith("_lm_logreg")), None)
     gain = ""
     if kmer and kmer in scored and best != kmer:
         diff = scored[best]["mcc"] - scored[kmer]["mcc"]
