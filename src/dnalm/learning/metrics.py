@@ -71,8 +71,8 @@ def baseline_keys(metrics: dict) -> list[str]:
 
 def leak_line(leak: dict) -> str:
     """The leak check (`learning.baselines.shared_windows`) in one line."""
-    said = [f"{split} {found['shared_with_train']} of {found['windows']}" for split, found in leak.items()
-            if found["windows"]]
+    said = [f"{split} {leak[split]['shared_with_train']} of {leak[split]['windows']}" for split in ("val", "test")
+            if leak.get(split, {}).get("windows")]
     shared = sum(found["shared_with_train"] for found in leak.values())
     head = "leak check: windows with the bases of a training window (either strand)"
     return f"{head}: {', '.join(said) or 'no val/test window'}" + ("" if shared else " (none)")
