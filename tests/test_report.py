@@ -121,6 +121,7 @@ def test_metrics_table_has_both_heads_test_rows(report):
     assert list(table.columns[:7]) == ["head", "split", "n", "accuracy", "macro_f1", "mcc", "auroc"]
     baselines = json.loads(report.wd.path("results/baselines/metrics.json").read_text())
     names = {"baseline: 6-mer frequencies, logistic regression": "kmer6_logreg",
+             "baseline: 6-mer frequencies + language-model vectors, logistic regression": "kmer6_lm_logreg",
              "baseline: GC content, logistic regression": "gc_logreg"}
     assert sorted(zip(table["head"], table["split"])) == sorted((h, s) for h in [*HEADS, *names]
                                                                 for s in ("test", "val"))

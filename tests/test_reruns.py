@@ -20,9 +20,10 @@ BED = {"input": {"mode": "bed", "bed": "regions.bed"}}
 
 
 def after_embedding(shards: int = 4) -> dict[str, int]:
-    """Jobs downstream of the embeddings: two heads, both classified by one job per 8 shards, then gathered."""
+    """Jobs downstream of the embeddings: two heads, both classified by one job per 8 shards, then
+    gathered; and the baselines, whose k-mer + language-model regression reads the embeddings."""
     return {"all": 1, "train_head": 2, "classify_shards": -(-shards // 8), "gather_predictions": 2,
-            "report_metrics": 1, "report_run": 1}
+            "report_metrics": 1, "report_run": 1, "baselines": 1}
 
 
 def dry_run_with(wd: Workdir, name: str, overlay: dict) -> dict[str, int]:
