@@ -381,3 +381,23 @@ def test_the_kmer_and_language_model_regression_is_never_worse_than_kmers_on_val
     vectors = sequence_vectors(world.embeddings, settings, len(world.regions))
     assert vectors.shape == (len(world.regions), HIDDEN) and not vectors[-1].any()  # the all-N record: none
     assert vectors[:-1].any(axis=1).all()
+
+
+def test_several_seeds_report_the_spread_and_keep_the_first(world, tmp_path):
+    """heads.training.seeds: each seed's head on the same splits; metrics.json has the mean and
+    spread of every metric, and the kept head is the first seed's, as with one seed."""
+    from dataclasses import replace
+
+    from dnalm.learning.metrics import spread_line
+
+    one = train_head(world.embeddings, world.regions_path, "mean", SETTINGS, str(tmp_path / "one"))
+    three = train_head(world.embeddings, world.regions_path, "mean", replace(SETTINGS, seeds=3),
+                       str(tmp_path / "three"))
+    assert three["test"] == one["test"] and "seeds" not in one
+    assert (tmp_path / "one" / "head.safetensors").read_bytes() == (tmp_path / "three" / "head.safetensors").read_bytes()
+    spread = three["seeds"]
+    assert spread["seeds"] == [0, 1, 2]
+    accuracy = spread["test"]["accuracy"]
+    assert accuracy["values"][0] == one["test"]["accuracy"] and len(accuracy["values"]) == 3
+    assert accuracy["min"] <= accuracy["mean"] <= accuracy["max"] and accuracy["sd"] >= 0
+    assert spread_line(spread).startswith("over 3 seeds, test: accuracy ")

@@ -227,6 +227,7 @@ class TrainSettings(HeadSettings):
     learning_rate: float = default("heads.training.learning_rate")
     weight_decay: float = default("heads.training.weight_decay")
     batch_size: int = default("heads.training.batch_size")
+    seeds: int = default("heads.training.seeds")  # trainings from seed, seed + 1, ...: their spread is reported
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,16 @@ from ..inputs.regions import read_regions
 from ..inputs.splits import label_sequences
 from ..settings import TrainSettings
 from .heads import predict_proba, save_head
-from .toolkit import better, class_weights, head_metrics, new_head, validation_score, weighted_loss
+from .toolkit import better, class_weights, head_metrics, new_head, seed_spread, validation_score, weighted_loss
 from .windowsets import WindowSets
 
 
 def train_head(embedding_paths: list[str], regions_path: str, kind: str, settings: TrainSettings,
                out_dir: str, labels_path: str | None = None) -> dict:
+    """Train a head of `kind` on the frozen vectors (`settings.seeds` times, from seeds seed,
+    seed + 1, ...: the first is kept, and metrics.json gets the spread of every metric), save
+    it to `out_dir`, return its metrics."""
     settings.check()
-    torch.manual_seed(settings.seed)
     regions = read_regions(regions_path, labels_path)
     data = WindowSets.from_files(embedding_paths, settings.pooling, settings.max_n_fraction)
     if not np.array_equal(data.seq_index, np.arange(len(regions))):  # rows are regions rows from here on
@@ -38,16 +40,34 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
     sets = label_sequences(regions, data.has_usable(), settings, labels_path or regions_path)
     for note in sets.notes:
         print(f"warning: {note}", file=sys.stderr)
-    train_rows, val_rows, test_rows = sets.rows("train"), sets.rows("val"), sets.rows("test")
-    y_all = sets.y
-
+    val_rows, test_rows = sets.rows("val"), sets.rows("test")
     space = EmbeddingSpace.from_dict(data.provenance)
-    head = new_head(kind, settings, sets.class_names, data.embed_dim, data.matrix[data.window_rows(train_rows)],
-                    space.strands, encoder=space.located().as_dict())
+    runs = []
+    for seed in range(settings.seed, settings.seed + settings.seeds):
+        torch.manual_seed(seed)
+        head = new_head(kind, settings, sets.class_names, data.embed_dim,
+                        data.matrix[data.window_rows(sets.rows("train"))], space.strands,
+                        encoder=space.located().as_dict())
+        best_epoch, history = _fit(head, kind, data, sets, settings, seed)
+        runs.append((head, best_epoch, history, predict_proba(head, data, val_rows),
+                     predict_proba(head, data, test_rows)))
+    head, best_epoch, history, val_proba, test_proba = runs[0]
+    metrics = head_metrics(kind, settings.pooling, sets, val_proba, test_proba, best_epoch, history,
+                           selected_by=settings.select_by)
+    if settings.seeds > 1:
+        metrics["seeds"] = seed_spread(sets, [(run[3], run[4]) for run in runs],
+                                       list(range(settings.seed, settings.seed + settings.seeds)))
+    save_head(head, out_dir)
+    return metrics
 
+
+def _fit(head, kind: str, data: WindowSets, sets, settings: TrainSettings, seed: int) -> tuple[int, list[dict]]:
+    """Train `head` (in place, left at its kept epoch); (kept epoch, history)."""
+    train_rows, val_rows = sets.rows("train"), sets.rows("val")
+    y_all = sets.y
     weights = class_weights(y_all[train_rows], len(sets.class_names), settings.class_weights)
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(seed)
     monitor = val_rows if len(val_rows) else train_rows
     best_score, best_epoch, best_state = None, 0, copy.deepcopy(head.state_dict())
     history = []
@@ -73,10 +93,7 @@ def train_head(embedding_paths: list[str], regions_path: str, kind: str, setting
         elif epoch - best_epoch >= settings.patience and epoch >= settings.min_epochs:
             break
     head.load_state_dict(best_state)
-    print(f"{kind}: kept epoch {best_epoch} of {len(history)} (by validation {settings.select_by}): val loss "
-          f"{history[best_epoch - 1]['val_loss']:.4f}, MCC {history[best_epoch - 1]['val_mcc']:.3f}", file=sys.stderr)
-
-    metrics = head_metrics(kind, settings.pooling, sets, predict_proba(head, data, val_rows),
-                           predict_proba(head, data, test_rows), best_epoch, history, selected_by=settings.select_by)
-    save_head(head, out_dir)
-    return metrics
+    print(f"{kind} (seed {seed}): kept epoch {best_epoch} of {len(history)} (by validation {settings.select_by}): "
+          f"val loss {history[best_epoch - 1]['val_loss']:.4f}, MCC {history[best_epoch - 1]['val_mcc']:.3f}",
+          file=sys.stderr)
+    return best_epoch, history

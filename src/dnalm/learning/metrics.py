@@ -96,3 +96,11 @@ def choice_line(heads: dict[str, dict], baselines: dict) -> str:
     test = candidates[best].get("test", {})
     tested = f" (test MCC {test['mcc']:.3f})" if test.get("n") else ""
     return (f"model choice (validation MCC {scored[best]['mcc']:.3f}): {best}{gain}{tested}")
+
+
+def spread_line(spread: dict) -> str:
+    """A head's spread over seeds (`learning.toolkit.seed_spread`) in one line: test, else val."""
+    split = "test" if spread.get("test") else "val"
+    said = [f"{key} {v['mean']:.3f} ± {v['sd']:.3f} ({v['min']:.3f}-{v['max']:.3f})"
+            for key, v in spread.get(split, {}).items() if key in ("accuracy", "mcc")]
+    return f"over {len(spread['seeds'])} seeds, {split}: {', '.join(said)}"

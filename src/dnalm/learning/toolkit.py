@@ -93,6 +93,29 @@ def one_class_warnings(proba_by_split: dict[str, np.ndarray], y_by_split: dict[s
     return warnings
 
 
+SPREAD_METRICS = ("accuracy", "macro_f1", "mcc", "auroc")
+
+
+def seed_spread(sets: LabelledSplits, probas: list[tuple[np.ndarray, np.ndarray]], seeds: list[int]) -> dict:
+    """The spread of every val and test metric over models trained from several seeds on the
+    same splits ((val, test) probabilities per seed): mean, standard deviation, min, max and
+    each seed's value, so a difference between models can be told from noise."""
+    spread = {"seeds": seeds}
+    for index, name in enumerate(("val", "test")):
+        rows = sets.rows(name)
+        if not len(rows):
+            continue
+        per_seed = [classification_metrics(sets.y[rows], proba[index], sets.class_names) for proba in probas]
+        spread[name] = {}
+        for key in SPREAD_METRICS:
+            values = [m.get(key) for m in per_seed]
+            if any(v is None for v in values):
+                continue
+            spread[name][key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)),
+                                 "min": float(min(values)), "max": float(max(values)), "values": values}
+    return spread
+
+
 def new_head(kind: str, settings: HeadSettings, class_names: list[str], embed_dim: int,
              training_vectors: np.ndarray, strands: str, encoder: dict | None = None) -> torch.nn.Module:
     """A head of `kind` shaped by the settings, its input normaliser set from the training

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..learning.metrics import baseline_keys, baseline_label, choice_line, leak_line, summary_line
+from ..learning.metrics import baseline_keys, baseline_label, choice_line, leak_line, spread_line, summary_line
 from .dag import RunPlan
 
 
@@ -21,6 +21,8 @@ def print_summary(plan: RunPlan) -> None:
         if metrics.exists() and not plan.settings.annotating:
             heads[head] = json.loads(metrics.read_text())
             print(f"    {summary_line(f'{head} head', heads[head]['test'])}  [{metrics}]")
+            if "seeds" in heads[head]:
+                print(f"    {spread_line(heads[head]['seeds'])}")
             for warning in heads[head].get("warnings", []):
                 print(f"    warning: {warning}")
     baselines = Path(f"{out}/baselines/metrics.json")
