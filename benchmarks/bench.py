@@ -16,7 +16,7 @@ Rows (sections, `--only` names them):
   agreement int8 and bf16 against fp32 on the demo's fine-tuned encoder (`make demo` first): the
             test windows' vectors, and every head's predictions and test accuracy.
   classify  a random-weight head (`dnalm.learning.heads`) applied through `dnalm.learning.windowsets.WindowSets` +
-            `predict_proba` (the per-window compute of classification; no Parquet reading), on
+            `predict` (the per-window compute of classification; no Parquet reading), on
             synthetic 128-dim vectors laid out as sequences of 3-40 windows and as 100-kb tiles.
   extract   tiling + `dnalm.windows.shards.write_shards` of a generated 250 Mbp bgzip chromosome, in
             a child process (peak RSS from getrusage).
@@ -315,7 +315,7 @@ def bench_agreement(args, tmp: Path) -> list[Row]:
     from dnalm.embedding.shards import read_embeddings
     from dnalm.encoders import Encoder
     from dnalm.inputs.regions import read_regions
-    from dnalm.learning.heads import load_head, predict_proba
+    from dnalm.learning.heads import load_head, predict
     from dnalm.learning.windowsets import WindowSets
     from dnalm.settings import EncoderSpec
 
@@ -357,7 +357,7 @@ def bench_agreement(args, tmp: Path) -> list[Row]:
         for p in ("fp32", "bf16", "int8"):
             matrix = vectors[p][head.config.pooling].astype(np.float16).astype(np.float32)  # as stored
             data = WindowSets(test_keys, matrix, provenance, max_n_fraction=0.5)
-            calls[p] = predict_proba(head, data, np.arange(len(data.seq_index))).argmax(1)
+            calls[p] = predict(head, data, np.arange(len(data.seq_index))).argmax(1)
         accuracy = {p: float((c == truth).mean()) for p, c in calls.items()}
         for p in ("bf16", "int8"):
             changed = float((calls[p] != calls["fp32"]).mean())
@@ -385,7 +385,7 @@ def window_layout(n_windows: int, low: int, high: int, rng):
 
 
 def bench_classify(args, tmp: Path) -> list[Row]:
-    from dnalm.learning.heads import HeadConfig, build_head, predict_proba
+    from dnalm.learning.heads import HeadConfig, build_head, predict
     from dnalm.learning.windowsets import WindowSets
     from dnalm.tiling import count_tiles
 
@@ -401,7 +401,7 @@ def bench_classify(args, tmp: Path) -> list[Row]:
         for name, (low, high) in layouts.items():
             data = WindowSets(window_layout(n, low, high, rng), matrix, {"window_stride": 256}, max_n_fraction=0.5)
             rows_all = np.flatnonzero(data.has_usable())
-            best = side_by_side({kind: lambda: predict_proba(head, data, rows_all)}, 1)[kind]
+            best = side_by_side({kind: lambda: predict(head, data, rows_all)}, 1)[kind]
             minutes = HUMAN_WINDOWS / (n / best) / 60
             target = ""
             if "tiles" in name:

@@ -99,8 +99,7 @@ def final_outputs():
         outputs += [
             out("baselines/metrics.json"),
             out("report/metrics.tsv"),
-            out("report/confusion.png"),
-            out("report/roc_pr.png"),
+            *RUN.report_figures.values(),
         ]
     return outputs
 

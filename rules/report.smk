@@ -1,5 +1,7 @@
 # Figures and tables that `snakemake --report report.html` shows, made during
-# the run. Metrics figures exist only where heads were trained.
+# the run. Metrics figures exist only where heads were trained, and depend on the
+# task (RUN.report_figures): confusion and roc_pr for classification, scatter for
+# regression, roc_pr for multilabel.
 
 
 rule report_metrics:
@@ -10,19 +12,13 @@ rule report_metrics:
             out("classify/{head}/predictions.parquet"), head=RUN.trained_heads
         ),
     output:
+        **{
+            name: report(path, caption=f"../report/{name}.rst", category="Metrics")
+            for name, path in RUN.report_figures.items()
+        },
         metrics=report(
             out("report/metrics.tsv"),
             caption="../report/metrics.rst",
-            category="Metrics",
-        ),
-        confusion=report(
-            out("report/confusion.png"),
-            caption="../report/confusion.rst",
-            category="Metrics",
-        ),
-        roc_pr=report(
-            out("report/roc_pr.png"),
-            caption="../report/roc_pr.rst",
             category="Metrics",
         ),
     log:

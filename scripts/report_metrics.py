@@ -1,4 +1,4 @@
-"""Rule report_metrics: metrics table, confusion matrices, ROC/PR curves."""
+"""Rule report_metrics: metrics table and the task's figures (confusion, roc_pr, scatter)."""
 
 from dnalm.outputs import report
 from dnalm.workflow.jobs import step
@@ -7,5 +7,5 @@ with step(snakemake):
     metrics = dict(zip(snakemake.params.heads, snakemake.input.metrics))
     predictions = dict(zip(snakemake.params.heads, snakemake.input.predictions))
     report.write_tsv(report.metrics_table(metrics, snakemake.input.baselines[0]), snakemake.output.metrics)
-    report.plot_confusion(metrics, snakemake.output.confusion)
-    report.plot_roc_pr(predictions, snakemake.output.roc_pr)
+    figures = {name: path for name, path in snakemake.output.items() if name != "metrics"}
+    report.plot_figures(figures, metrics, predictions)

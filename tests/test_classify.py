@@ -18,7 +18,7 @@ from helpers.workflow import Workdir
 from dnalm.embedding.shards import read_embeddings
 from dnalm.inputs.regions import read_regions
 from dnalm.io import read_provenance, write_table_atomic
-from dnalm.learning.heads import load_head, predict_proba
+from dnalm.learning.heads import load_head, predict
 from dnalm.learning.windowsets import WindowSets
 from dnalm.outputs.classify import (
     classify,
@@ -38,7 +38,7 @@ from dnalm.windows.shards import window_starts
 
 def single_pass(head, paths: list[str], n_sequences: int, max_n_fraction: float = 0.5) -> np.ndarray:
     """The one classify job that the per-shard rules replaced: the shards streamed in order,
-    each one's last sequence carried into the next, each chunk batched by predict_proba."""
+    each one's last sequence carried into the next, each chunk batched by predict."""
     proba = np.full((n_sequences, head.config.n_classes), np.nan)
     carry = None
     for i, path in enumerate(paths):
@@ -54,7 +54,7 @@ def single_pass(head, paths: list[str], n_sequences: int, max_n_fraction: float 
         if keys.num_rows:
             chunk = WindowSets(keys, matrix, provenance, max_n_fraction)
             rows = np.flatnonzero(chunk.has_usable())
-            proba[chunk.seq_index[rows]] = predict_proba(head, chunk, rows)
+            proba[chunk.seq_index[rows]] = predict(head, chunk, rows)
     return proba
 
 
@@ -213,7 +213,7 @@ def test_resharded_real_embeddings_give_the_single_pass_result(long_run, tmp_pat
     assert np.array_equal(got, single_pass(head, paths, len(regions)))
     # Against one in-memory pass over every window (other batches): equal but for rounding.
     whole = WindowSets.from_files(paths, head.config.pooling, 0.5)
-    in_memory = np.concatenate([predict_proba(head, whole, np.array([r])) for r in range(len(regions))])
+    in_memory = np.concatenate([predict(head, whole, np.array([r])) for r in range(len(regions))])
     np.testing.assert_allclose(got, in_memory, rtol=1e-5, atol=1e-6)
     # The library's one-process path gives the same bytes.
     classify(paths, wd.path("results/regions/regions.parquet"), wd.path("results/windows/sequences.parquet"),

@@ -173,7 +173,7 @@ def test_predict_proba_keeps_the_order_of_rows_whatever_the_batching(kind):
     import numpy as np
     import pyarrow as pa
 
-    from dnalm.learning.heads import predict_proba
+    from dnalm.learning.heads import predict
     from dnalm.learning.windowsets import WindowSets
 
     counts = np.array([7, 2, 30, 1, 12, 7, 3])
@@ -185,9 +185,9 @@ def test_predict_proba_keeps_the_order_of_rows_whatever_the_batching(kind):
     data = WindowSets(keys, matrix, {"window_stride": 256}, max_n_fraction=0.5)
     head = _head(kind)
     rows = np.array([4, 0, 2, 6, 1, 3, 5])
-    alone = np.concatenate([predict_proba(head, data, np.array([r])) for r in rows])
+    alone = np.concatenate([predict(head, data, np.array([r])) for r in rows])
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    assert np.allclose(predict_proba(head, data, rows, budget=40), alone, atol=1e-5)
+    assert np.allclose(predict(head, data, rows, budget=40), alone, atol=1e-5)
     assert torch.backends.mha.get_fastpath_enabled() == fastpath
 
 

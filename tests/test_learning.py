@@ -24,9 +24,10 @@ from dnalm.inputs.regions import read_regions, regions_to_arrow
 from dnalm.inputs.sources import load_regions
 from dnalm.inputs.splits import label_sequences
 from dnalm.io import write_table_atomic
-from dnalm.learning.baselines import C_GRID, gc_content, kmer_frequencies, run_baselines
+from dnalm.learning.baselines import gc_content, kmer_frequencies, run_baselines
+from dnalm.learning.tasks.classification import C_GRID
 from dnalm.learning.finetune import Finetuner
-from dnalm.learning.heads import check_compatible, load_head, predict_proba
+from dnalm.learning.heads import check_compatible, load_head, predict
 from dnalm.learning.pretrain import Pretrainer, mask_pieces
 from dnalm.learning.windowsets import WindowSets
 from dnalm.settings import (
@@ -97,7 +98,7 @@ def test_finetuning_writes_an_encoder_and_head_the_workflow_can_use(tiny_models,
     keys = pa.table({"seq_index": tuner.windows.seq_index[picks], "start": tuner.windows.start[picks],
                      "n_fraction": np.zeros(len(picks), np.float32), "tokens": vectors.tokens})
     data = WindowSets(keys, vectors.mean, {"window_stride": STRIDE}, 1.0)
-    proba = predict_proba(head, data, np.searchsorted(data.seq_index, test_rows))
+    proba = predict(head, data, np.searchsorted(data.seq_index, test_rows))
     accuracy = float((proba.argmax(1) == tuner.sets.y[test_rows]).mean())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 

@@ -12,7 +12,8 @@ from helpers.data import PHIX, read_records, write_fasta
 from dnalm.inputs.sources import load_regions
 from dnalm.inputs.splits import assign_splits, label_sequences, validation_units
 from dnalm.learning.metrics import choice_line, leak_line
-from dnalm.learning.toolkit import better, one_class_warnings, validation_score
+from dnalm.learning.tasks import Classification
+from dnalm.learning.toolkit import better
 from dnalm.settings import HeadSettings, InputSettings
 
 
@@ -114,14 +115,14 @@ def test_a_one_class_model_is_never_kept_over_one_that_separates():
     constant = np.tile([0.52, 0.48], (20, 1))  # one class for everything, at a low loss
     separating = np.where(y[:, None] == np.array([[0, 1]]), 0.51, 0.49)  # barely right...
     separating[[0, 10]] = [[0.1, 0.9], [0.9, 0.1]]  # ...but for two confident errors: a higher loss
-    measured_c, score_c = validation_score(constant, y, weights, "mcc")
-    measured_s, score_s = validation_score(separating, y, weights, "mcc")
+    measured_c, score_c = Classification().validation(constant, y, weights, "mcc")
+    measured_s, score_s = Classification().validation(separating, y, weights, "mcc")
     assert measured_c["mcc"] == 0 and measured_s["mcc"] >= 0.8 and measured_c["loss"] < measured_s["loss"]
     assert better(score_s, score_c) and not better(score_c, score_s)
-    _, by_loss_c = validation_score(constant, y, weights, "loss")
-    _, by_loss_s = validation_score(separating, y, weights, "loss")
+    _, by_loss_c = Classification().validation(constant, y, weights, "loss")
+    _, by_loss_s = Classification().validation(separating, y, weights, "loss")
     assert better(by_loss_c, by_loss_s)  # by loss alone the constant model would win
-    assert one_class_warnings({"val": constant, "test": separating}, {"val": y, "test": y}, ["a", "b"]) == [
+    assert Classification().warnings({"val": constant, "test": separating}, {"val": y, "test": y}, ["a", "b"]) == [
         "the kept model predicts 'a' for every one of the 20 val sequences, which hold 2 classes: it separates "
         "nothing there"]
 

@@ -179,7 +179,13 @@ class EncoderSettings:
 HIERARCHICAL_SHAPE = ("d_model", "layers", "attention_heads", "dropout", "attention_block")
 # What the run's splits and the learners' input are made of: every learner's params, the
 # baselines' included (`HeadSettings.learner_params`).
-SHARED_BY_LEARNERS = ("pooling", "max_n_fraction", "val_fraction", "val_by", "val_block", "class_weights", "seed")
+SHARED_BY_LEARNERS = ("pooling", "max_n_fraction", "val_fraction", "val_by", "val_block", "class_weights", "seed",
+                      "task", "targets")
+# What a head learns (`heads.task`): keys a classification run's params leave out, so a run of
+# an earlier version, which had only classification, re-runs nothing.
+TASK_KEYS = ("task", "targets", "regression_loss")
+# The validation measure `select_by: auto` means, by task: one a constant predictor cannot win.
+SELECT_BY = {"classification": "mcc", "regression": "r2", "multilabel": "auprc"}
 
 
 @dataclass(frozen=True)
@@ -196,12 +202,40 @@ class HeadSettings:
     val_fraction: float = default("heads.training.val_fraction")
     val_by: str = default("heads.training.val_by")  # auto | group | contig | position | random
     val_block: int = default("heads.training.val_block")  # bp, for val_by position
-    select_by: str = default("heads.training.select_by")  # mcc | loss: the kept epoch's measure
+    # The kept epoch's measure: auto (the task's, SELECT_BY) | mcc | loss | r2 | auprc
+    select_by: str = default("heads.training.select_by")
     class_weights: bool = default("heads.training.class_weights")
     seed: int = default("heads.training.seed")
+    task: str = default("heads.task")  # classification | regression | multilabel
+    targets: tuple[str, ...] = tuple(default("heads.targets"))  # regression: the names of the values
+    regression_loss: str = default("heads.regression_loss")  # mse | huber
+
+    def __post_init__(self):
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if self.select_by == "auto" and self.task in SELECT_BY:
+            object.__setattr__(self, "select_by", SELECT_BY[self.task])
 
     def check(self) -> None:
         check_hierarchical_shape(self.d_model, self.attention_heads)
+        self.check_task()
+
+    def check_task(self) -> None:
+        """heads.task, heads.targets and select_by agree (the DAG checks this before any job)."""
+        if self.task not in SELECT_BY:
+            raise InputError(f"heads.task is {self.task!r}", fix=f"use one of {', '.join(SELECT_BY)}")
+        if self.select_by not in ("loss", SELECT_BY[self.task]):
+            raise InputError(f"heads.training.select_by is {self.select_by!r}, which does not measure a "
+                             f"{self.task} head",
+                             fix=f"use auto (= {SELECT_BY[self.task]} for {self.task}) or loss")
+        if self.targets and self.task != "regression":
+            raise InputError(f"heads.targets names values, but heads.task is {self.task!r}",
+                             fix="set heads.task: regression, or leave heads.targets empty")
+
+    def _params(self, params: dict) -> dict:
+        if self.task == "classification":
+            for key in TASK_KEYS:
+                params.pop(key, None)
+        return params
 
     def job_params(self, kind: str) -> dict:
         """These settings as a rule's params, for a job training a head of `kind`."""
@@ -209,12 +243,13 @@ class HeadSettings:
         if kind != "hierarchical":
             for key in HIERARCHICAL_SHAPE:
                 params.pop(key)
-        return params
+        return self._params(params)
 
     def learner_params(self) -> dict:
         """What every learner of the run reads, the baselines included: which window vector,
-        the N threshold and the splits (no head's shape, no optimiser, no selection)."""
-        return {key: getattr(self, key) for key in SHARED_BY_LEARNERS}
+        the N threshold, the splits and what is learnt (no head's shape, no optimiser, no
+        selection)."""
+        return self._params({key: getattr(self, key) for key in SHARED_BY_LEARNERS})
 
 
 @dataclass(frozen=True)
@@ -319,6 +354,7 @@ def from_config(config: dict) -> RunSettings:
     heads, training, finetune, pretrain = c["heads"], c["heads"]["training"], c["finetune"], c["pretrain"]
     from_training = ("val_fraction", "val_by", "val_block", "select_by", "class_weights", "seed")
     shared = dict(pooling=heads["pooling"], max_n_fraction=heads["max_n_fraction"], **heads["hierarchical"],
+                  task=heads["task"], targets=tuple(heads["targets"] or ()), regression_loss=heads["regression_loss"],
                   **{k: training[k] for k in from_training})
     learner = {k: v for k, v in training.items() if k not in from_training}
     tuner = {k: v for k, v in finetune.items() if k not in ("activate", "lora")}

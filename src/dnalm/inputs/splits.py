@@ -23,6 +23,7 @@ import pandas as pd
 from ..errors import InputError
 from ..settings import HeadSettings
 from .labels import SPLITS
+from .targets import Classes, target_kind
 
 VAL_UNITS = {"group": "whole groups of the group column", "contig": "whole contigs",
              "position": "blocks of {block:,} bp of the genome", "random": "single sequences, stratified"}
@@ -49,9 +50,10 @@ def validation_units(regions: pd.DataFrame, by: str, block: int) -> tuple[str, n
 
 
 def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: float, seed: int,
-                  by: str = "random", block: int = 100_000) -> tuple[np.ndarray, str]:
+                  by: str = "random", block: int = 100_000, strata=None) -> tuple[np.ndarray, str]:
     """Split per sequence, and how validation was made: from the split column, or a seeded
-    cut from train holding out whole units (`validation_units`)."""
+    cut from train holding out whole units (`validation_units`), balanced over the strata of
+    the labels (`strata(labels)`: the classes by default; `inputs.targets` for other tasks)."""
     split = regions["split"].fillna("train").to_numpy(dtype=object, copy=True)
     split[~labelled] = None
     if np.any(split == "val"):
@@ -59,6 +61,8 @@ def assign_splits(regions: pd.DataFrame, labelled: np.ndarray, val_fraction: flo
     by, units = validation_units(regions, by, block)
     train_rows = np.flatnonzero(split == "train")
     labels = regions["label"].to_numpy()[train_rows]
+    if strata is not None:
+        labels = strata(labels)
     rng = np.random.default_rng(seed)
     if by == "random":  # single sequences, stratified: the cut of earlier versions
         for cls in sorted(set(labels)):
@@ -114,14 +118,24 @@ def _whole_units(rows: np.ndarray, labels: np.ndarray, units: np.ndarray, fracti
 
 @dataclass
 class LabelledSplits:
-    """Classes, per-sequence class ids (-1: none) and splits (None: not used), plus notes
-    on what was left out (written into metrics.json and the log)."""
+    """What the heads learn, per sequence, and the splits (None: not used), plus notes on
+    what was left out (written into metrics.json and the log).
 
-    class_names: list[str]
-    y: np.ndarray  # (n_sequences,) int64
+    `kind` reads the labels (`inputs.targets`, by `heads.task`); `names` are the head's
+    outputs (classes, targets or labels); `y` is `kind`'s encoding: (n_sequences,) int64
+    class ids (-1: none) for classification, (n_sequences, outputs) float32 (NaN: none)
+    otherwise."""
+
+    names: list[str]
+    y: np.ndarray
     split: np.ndarray  # (n_sequences,) object: train / val / test / None
     validation_source: str
     notes: list[str] = field(default_factory=list)
+    kind: object = field(default_factory=Classes)
+
+    @property
+    def task(self) -> str:
+        return self.kind.name
 
     def rows(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -131,23 +145,15 @@ class LabelledSplits:
 
 
 def check_training_classes(train_classes: list[str], other_classes: list[str], where: object) -> list[str]:
-    """What can be known from the labels alone, before any job (the DAG): at least two
-    classes to train on. Returns notes (a class only in val/test) for the run's log."""
-    if len(train_classes) < 2:
-        raise InputError(
-            f"the training split holds {len(train_classes)} class(es) ({', '.join(train_classes) or 'none'}); "
-            "a classifier needs at least two", path=where,
-            fix="label sequences of at least two classes as train (a labelled sequence without a split is train)")
-    only_elsewhere = sorted(set(other_classes) - set(train_classes))
-    if only_elsewhere:
-        return [f"class(es) {', '.join(only_elsewhere)} occur only in val/test: no head can predict them, and "
-                "their sequences are left out of the metrics"]
-    return []
+    """Classification's check before any job (`inputs.targets.Classes.check`)."""
+    return Classes().check(train_classes, other_classes, where)
 
 
 def label_sequences(regions: pd.DataFrame, usable: np.ndarray, settings: HeadSettings,
                     where: object) -> LabelledSplits:
-    """The run's splits over sequences that have something to learn from (`usable`)."""
+    """The run's splits over sequences that have something to learn from (`usable`), and
+    their targets as `heads.task` reads the labels."""
+    kind = target_kind(settings.task, settings.targets)
     labels = regions["label"].to_numpy()
     labelled = regions["label"].notna().to_numpy()
     if not labelled.any():
@@ -156,26 +162,21 @@ def label_sequences(regions: pd.DataFrame, usable: np.ndarray, settings: HeadSet
             fix="give labels (BED label column, or input.labels for a FASTA), or set "
                 "classify.pretrained_head to annotate with a trained head")
     split, source = assign_splits(regions, labelled, settings.val_fraction, settings.seed, settings.val_by,
-                                  settings.val_block)
+                                  settings.val_block, strata=kind.strata)
     notes = []
     dropped = labelled & ~usable
     if dropped.any():
         notes.append(f"{int(dropped.sum())} labelled sequence(s) have no usable window (all windows above the N "
                      "threshold, or shorter than one token) and are left out")
     split[~usable] = None
-    train = split == "train"
-    class_names = sorted(set(labels[train]))
-    check_training_classes(class_names, [], where)  # usable sequences may hold fewer classes than the labels
-    class_id = {name: i for i, name in enumerate(class_names)}
-    y = np.array([class_id.get(label, -1) for label in labels], dtype=np.int64)
-    unseen = (y < 0) & np.isin(split, ["val", "test"])
+    names = kind.names(labels[split == "train"], where)  # usable sequences may hold fewer classes than the labels
+    y = kind.encode(labels, names)
+    unseen = ~kind.scoreable(y) & np.isin(split, ["val", "test"])
     if unseen.any():
-        names = sorted(set(labels[unseen]))
-        notes.append(f"{int(unseen.sum())} val/test sequence(s) have label(s) absent from train "
-                     f"({', '.join(names)}) and are left out of the metrics")
+        notes.append(kind.unscoreable_note(labels[unseen], int(unseen.sum())))
         split[unseen] = None
     notes += _groups_across_splits(regions, split)
-    return LabelledSplits(class_names, y, split, source, notes)
+    return LabelledSplits(names, y, split, source, notes, kind)
 
 
 def _groups_across_splits(regions: pd.DataFrame, split: np.ndarray) -> list[str]:

@@ -1,13 +1,15 @@
 """Honest baselines in every labelled run: does the language model add anything?
 
 Two models any bioinformatician would try first, trained and scored on exactly the
-heads' splits (`inputs.splits.label_sequences`, same seed and validation cut):
-- a logistic regression on k-mer frequencies (k = 6 by default; features
-  standardised, the regularisation C chosen on the validation split);
-- a logistic regression on GC content alone.
-And one that is never worse than the first on validation: the same regression on the
-k-mer frequencies together with each sequence's mean language-model window vector, the
-features (k-mers alone, or both) and C chosen by validation.
+heads' splits (`inputs.splits.label_sequences`, same seed and validation cut), linear
+models of the task (`learning.tasks`: logistic regression for classes, ridge regression
+for values, one-vs-rest logistic regression for label sets; features standardised, the
+regularisation chosen on the validation split):
+- on k-mer frequencies (k = 6 by default);
+- on GC content alone.
+And one that is never worse than the first on validation: the same model on the k-mer
+frequencies together with each sequence's mean language-model window vector, the
+features (k-mers alone, or both) and regularisation chosen by validation.
 
 They read the same bases the language model reads: every sequence is put back
 together from its windows in the shards (cleaned, reverse-complemented where the
@@ -28,10 +30,8 @@ from ..inputs.splits import LabelledSplits, label_sequences
 from ..io import read_parquet
 from ..settings import HeadSettings
 from ..windows.bases import reverse_complement
-from .metrics import classification_metrics
+from .tasks import task_for
 from .toolkit import usable_windows
-
-C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def kmer_frequencies(seq: bytes, k: int) -> np.ndarray:
@@ -77,38 +77,6 @@ def _usable(shard_paths: list[str], n_sequences: int, max_n_fraction: float) -> 
         ok = usable_windows(table.column("n_fraction").to_numpy(), max_n_fraction)
         usable[table.column("seq_index").to_numpy()[ok]] = True
     return usable
-
-
-def _fit(feature_sets: dict[str, np.ndarray], y: np.ndarray, train, val, test, names: list[str]) -> dict:
-    """Standardised logistic regression on one of `feature_sets` (name -> features), the set and
-    C chosen together by validation accuracy (then log loss): with the k-mer features among the
-    sets, a model of more features is kept only where validation says it adds something."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def model(c):
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced"))
-
-    chosen, choice, best = next(iter(feature_sets)), C_GRID[0], None
-    if len(val):
-        for name, features in feature_sets.items():
-            for c in C_GRID:
-                fitted = model(c).fit(features[train], y[train])
-                proba = fitted.predict_proba(features[val])
-                score = ((proba.argmax(1) == y[val]).mean(), -log_loss(y[val], proba, labels=range(len(names))))
-                if best is None or score > best:
-                    chosen, choice, best = name, c, score
-    features = feature_sets[chosen]
-    fitted = model(choice).fit(features[train], y[train])
-
-    def scores(rows):
-        proba = fitted.predict_proba(features[rows]) if len(rows) else np.zeros((0, len(names)))
-        return classification_metrics(y[rows], proba, names)
-
-    result = {"C": choice, "val": scores(val), "test": scores(test)}
-    return result if len(feature_sets) == 1 else {"features": chosen, **result}
 
 
 def shared_windows(shard_paths: list[str], sets: LabelledSplits, max_n_fraction: float) -> dict:
@@ -164,19 +132,22 @@ def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | 
     y = sets.y[rows]
     split = sets.split[rows]
     train, val, test = (np.flatnonzero(split == name) for name in ("train", "val", "test"))
-    names = sets.class_names
+    names = sets.names
+    task = task_for(settings.task, settings)
+    suffix = task.baseline_suffix
     result = {
-        "class_names": names,
+        **({} if task.name == "classification" else {"task": task.name}),
+        sets.kind.names_key: names,
         "sequences": sets.counts(),
         "validation_source": sets.validation_source,
-        f"kmer{k}_logreg": _fit({"kmer": kmers}, y, train, val, test, names),
-        "gc_logreg": _fit({"gc": gc}, y, train, val, test, names),
+        f"kmer{k}{suffix}": task.fit_linear({"kmer": kmers}, y, train, val, test, names),
+        f"gc{suffix}": task.fit_linear({"gc": gc}, y, train, val, test, names),
         "leak": shared_windows(shard_paths, sets, settings.max_n_fraction),
     }
     if embedding_paths:
         lm = sequence_vectors(embedding_paths, settings, n)[rows]
-        result[f"kmer{k}_lm_logreg"] = _fit({"kmer": kmers, "kmer+lm": np.hstack([kmers, lm])}, y, train, val, test,
-                                            names)
+        result[f"kmer{k}_lm{suffix}"] = task.fit_linear({"kmer": kmers, "kmer+lm": np.hstack([kmers, lm])}, y, train,
+                                                        val, test, names)
     if sets.notes:
         result["notes"] = sets.notes
     return result

@@ -39,18 +39,10 @@ from ..inputs.splits import label_sequences
 from ..io import read_parquet, read_provenance
 from ..settings import EncoderSpec, FinetuneSettings
 from .checkpoint import Checkpoint, fingerprint, rng_state
-from .heads import predict_proba, save_head
+from .heads import predict, save_head
 from .model import SequenceClassifier
-from .toolkit import (
-    better,
-    class_weights,
-    head_metrics,
-    new_head,
-    usable_windows,
-    validation_score,
-    warmup_linear_decay,
-    weighted_loss,
-)
+from .tasks import task_for
+from .toolkit import better, head_metrics, new_head, usable_windows, warmup_linear_decay
 from .windowsets import WindowSets
 
 WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]
@@ -109,12 +101,14 @@ class Finetuner:
             print(f"warning: {note}", file=self.log)
         inputs = [regions_path] + ([labels_path] if labels_path else []) + list(shard_paths)
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint([asdict(settings), asdict(spec)], inputs))
-        head = new_head(settings.head, settings, self.sets.class_names, self.encoder.identity.hidden_size,
-                        self._training_vectors(), spec.strands).to(self.device)
+        self.task = task_for(settings.task, settings)
+        self.task.fit_state(self.sets.y[self.sets.rows("train")])
+        head = new_head(settings.head, settings, self.sets.names, self.encoder.identity.hidden_size,
+                        self._training_vectors(), spec.strands, task=self.task).to(self.device)
         self.encoder.model = adapt_encoder(self.encoder.model, settings, self.log)
         self.classifier = SequenceClassifier(self.encoder, head, settings.pooling, spec.strands).to(self.device)
-        self.weights = class_weights(self.sets.y[self.sets.rows("train")], len(self.sets.class_names),
-                                     settings.class_weights).to(self.device)
+        self.weights = self.task.weights(self.sets.y[self.sets.rows("train")], len(self.sets.names),
+                                         settings.class_weights).to(self.device)
 
     def _training_vectors(self) -> np.ndarray:
         """Window vectors of the starting encoder, of up to 2,000 training windows: the head's
@@ -144,12 +138,12 @@ class Finetuner:
         return data, np.searchsorted(data.seq_index, rows)
 
     def evaluate(self, rows: np.ndarray) -> np.ndarray:
-        """Class probabilities (len(rows), classes) of these sequences, from every window."""
+        """What the head predicts (len(rows), outputs) for these sequences, from every window."""
         if len(rows) == 0:
-            return np.zeros((0, len(self.sets.class_names)), np.float32)
+            return np.zeros((0, len(self.sets.names)), np.float32)
         head = self.classifier.head.cpu()
         data, data_rows = self._window_sets(rows)
-        proba = predict_proba(head, data, data_rows)
+        proba = predict(head, data, data_rows)
         self.classifier.head.to(self.device)
         return proba
 
@@ -188,18 +182,21 @@ class Finetuner:
                 break
             started = time.perf_counter()
             train_loss = self._train_epoch(train_rows, optimizer, scheduler)
-            val, score = validation_score(self.evaluate(monitor), self.sets.y[monitor], self.weights.cpu().numpy(),
-                                          s.select_by)
+            val, score = self.task.validation(self.evaluate(monitor), self.sets.y[monitor],
+                                              self.weights.cpu().numpy(), s.select_by)
+            measure, shown = self.task.measure
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                                     "val_accuracy": val["accuracy"], "val_mcc": val["mcc"],
+                                     **{f"val_{key}": value for key, value in val.items() if key != "loss"},
                                      "seconds": round(time.perf_counter() - started, 1)})
             best = better(score, state["best_score"] and tuple(state["best_score"]))
             if best:
                 state["best_score"], state["best_epoch"] = list(score), epoch
             state.update(epoch=epoch, scheduler=scheduler.state_dict(), rng=rng_state(self.rng))
             self.checkpoint.save(self.classifier, optimizer, state, best=best)
-            print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, val accuracy "
-                  f"{val['accuracy']:.3f}, MCC {val['mcc']:.3f}{' (kept)' if best else ''}, "
+            measured = f"val accuracy {val['accuracy']:.3f}, " if "accuracy" in val else ""
+            value = "n/a" if val[measure] is None else f"{val[measure]:.3f}"
+            print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, {measured}"
+                  f"{shown} {value}{' (kept)' if best else ''}, "
                   f"{time.perf_counter() - started:.0f} s", file=self.log, flush=True)
         self.checkpoint.load_best(self.classifier)
         self.state = state
@@ -219,7 +216,7 @@ class Finetuner:
             with autocast(s.precision, self.device):
                 logits = self.classifier(windows, sequence, positions)
             y = ytrain[torch.from_numpy(rows).to(self.device)]
-            loss = weighted_loss(logits.float(), y, self.weights, float(self.weights[y].sum()))
+            loss = self.task.loss(logits.float(), y, self.weights, self.task.step_weight(y, self.weights))
             (loss / s.accumulate).backward()
             total += loss.item()
             n_steps += 1
@@ -235,7 +232,8 @@ class Finetuner:
         """The fine-tuned encoder folder and the head tied to it; returns the metrics."""
         s = self.settings
         val_rows, test_rows = self.sets.rows("val"), self.sets.rows("test")
-        val_proba, test_proba = self.evaluate(val_rows), self.evaluate(test_rows)
+        val_pred, test_pred = self.evaluate(val_rows), self.evaluate(test_rows)
+        self.task.finish(val_pred, self.sets.y[val_rows])  # e.g. thresholds chosen on validation
         model = self.encoder.model
         if s.lora_r > 0:
             model = model.merge_and_unload()
@@ -249,8 +247,10 @@ class Finetuner:
                                                 tokenizer_sha256=written.tokenizer_sha256)
         head = self.classifier.head.cpu()
         head.config.encoder = dataclasses.replace(space, precision=None).located().as_dict()
+        head.config.task = self.task.config()
         save_head(head, head_dir)
-        metrics = head_metrics("finetuned", s.pooling, self.sets, val_proba, test_proba, self.state["best_epoch"],
+        metrics = head_metrics("finetuned", s.pooling, self.sets, self.task, val_pred, test_pred,
+                               self.state["best_epoch"],
                                self.state["history"], kind=s.head, selected_by=s.select_by,
                                encoder={"base": self.spec.model, "lora_r": s.lora_r, "strands": self.spec.strands})
         self.checkpoint.remove()

@@ -1,4 +1,5 @@
-"""The heads: classifiers that read a sequence's window vectors.
+"""The heads: the models that read a sequence's window vectors and give its outputs (class
+logits; standardised values or label logits for the other tasks, `learning.tasks`).
 
 Both heads take the same batch:
     windows   (batch, max_windows, embed_dim)  float, padded
@@ -52,7 +53,7 @@ CONFIG_FILE = "head.json"
 @dataclass
 class HeadConfig:
     kind: str  # hierarchical | mean
-    class_names: list[str]
+    class_names: list[str]  # the outputs: classes (targets or labels for the other tasks)
     embed_dim: int
     pooling: str  # which window vector: cls | mean
     d_model: int = 128
@@ -64,6 +65,9 @@ class HeadConfig:
     encoder: dict = field(default_factory=dict)
     # Read every sequence in both window orders and average (order-aware heads, strands both).
     both_orders: bool = False
+    # What the head learns (`learning.tasks`: name and state, e.g. the targets' scale); empty:
+    # classification, as every head of an earlier version.
+    task: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -204,8 +208,9 @@ def save_head(head: nn.Module, folder: str | Path) -> None:
         # file must be byte-identical for identical weights (reruns, comparisons).
         save_file(state, str(tmp), metadata={"format": "pt"})
     config = asdict(head.config)
-    if not config["both_orders"]:  # written only where set: a single-strand head's head.json is as it was
-        del config["both_orders"]
+    for key in ("both_orders", "task"):  # written only where set: a classification head's head.json is as it was
+        if not config[key]:
+            del config[key]
     write_json_atomic(folder / CONFIG_FILE, config)
 
 
@@ -251,14 +256,18 @@ def _attention_by_sdpa():
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def predict_proba(head: nn.Module, data, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
-    """Class probabilities (len(rows), classes) of sequences of a `windowsets.WindowSets`; rows must
-    have usable windows.
+def predict(head: nn.Module, data, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
+    """What the head predicts (len(rows), outputs) for sequences of a `windowsets.WindowSets`:
+    class probabilities, or the values or label probabilities of its task
+    (`learning.tasks`); rows must have usable windows.
 
     Sequences go through the head sorted by window count, in batches of at most `budget`
     windows, so a batch pads little (outputs do not depend on padding); the result is in
     the order of `rows`.
     """
+    from .tasks import task_of_config
+
+    task = task_of_config(head.config.task)
     head.eval()
     rows = np.asarray(rows)
     order = np.argsort(data.counts[rows], kind="stable")
@@ -266,6 +275,6 @@ def predict_proba(head: nn.Module, data, rows: np.ndarray, budget: int | None = 
     done = 0
     with torch.inference_mode(), _attention_by_sdpa():
         for batch in data.batches(rows[order], budget or WINDOW_BUDGET):
-            out[order[done : done + len(batch)]] = torch.softmax(head(*data.batch(batch)), dim=-1).numpy()
+            out[order[done : done + len(batch)]] = task.outputs(head(*data.batch(batch))).numpy()
             done += len(batch)
     return out

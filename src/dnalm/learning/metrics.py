@@ -1,5 +1,6 @@
 """Classification metrics of one split (accuracy, macro-F1, MCC, AUROC, confusion matrix),
-and how metrics and baselines are named where a run prints them."""
+and how metrics and baselines are named where a run prints them (for every task; each
+task's own metrics are in `learning.tasks`)."""
 
 from __future__ import annotations
 
@@ -41,32 +42,46 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: l
     return result
 
 
-def summary_line(name: str, test: dict) -> str:
+def _task(name: str | None):
+    from .tasks import task_for
+
+    return task_for(name or "classification")
+
+
+def task_name(metrics: dict) -> str:
+    """The task of a metrics.json (a head's or the baselines'): classification where unsaid."""
+    task = metrics.get("task") or "classification"
+    return task["name"] if isinstance(task, dict) else task
+
+
+def summary_line(name: str, test: dict, task: str = "classification") -> str:
     """One line of test metrics, as the run prints it."""
     if not test.get("n"):
         return f"{name}: no test sequence, so no test metrics (mark sequences `test` in the split column)"
-    auroc = test.get("auroc")
-    return (f"{name}, test split (n={test['n']}): accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  "
-            f"MCC {test['mcc']:.3f}  AUROC {'n/a' if auroc is None else f'{auroc:.3f}'}")
+    return _task(task).summary_line(name, test)
 
 
-BASELINE_NAMES = {"gc_logreg": "GC content, logistic regression"}
+BASELINE_SUFFIXES = ("_logreg", "_ridge")
 
 
-def baseline_label(key: str) -> str:
+def baseline_label(key: str, task: str = "classification") -> str:
     """How a baseline is named in printed lines and the report."""
-    if key.startswith("kmer") and key.endswith("_lm_logreg"):
-        return (f"{key.removeprefix('kmer').removesuffix('_lm_logreg')}-mer frequencies + language-model vectors, "
-                "logistic regression")
-    if key.startswith("kmer") and key.endswith("_logreg"):
-        return f"{key.removeprefix('kmer').removesuffix('_logreg')}-mer frequencies, logistic regression"
-    return BASELINE_NAMES.get(key, key)
+    suffix = next((s for s in BASELINE_SUFFIXES if key.endswith(s)), "")
+    method = _task(task).baseline_method if suffix else ""
+    stem = key.removesuffix(suffix)
+    if stem.startswith("kmer") and stem.endswith("_lm"):
+        return f"{stem.removeprefix('kmer').removesuffix('_lm')}-mer frequencies + language-model vectors, {method}"
+    if stem.startswith("kmer"):
+        return f"{stem.removeprefix('kmer')}-mer frequencies, {method}"
+    if stem == "gc":
+        return f"GC content, {method}"
+    return key
 
 
 def baseline_keys(metrics: dict) -> list[str]:
     """The baselines in a baselines/metrics.json: k-mer frequencies, then with the language model, then GC."""
-    return sorted((key for key in metrics if key.endswith("_logreg")),
-                  key=lambda k: (k == "gc_logreg", k.endswith("_lm_logreg"), k))
+    return sorted((key for key in metrics if key.endswith(BASELINE_SUFFIXES)),
+                  key=lambda k: (k.startswith("gc"), "_lm_" in k, k))
 
 
 def leak_line(leak: dict) -> str:
@@ -79,28 +94,34 @@ def leak_line(leak: dict) -> str:
 
 
 def choice_line(heads: dict[str, dict], baselines: dict) -> str:
-    """Which model to use, from validation only (MCC, then accuracy), and what it gains on the
-    k-mer baseline there; the chosen model's test figure follows for reference."""
+    """Which model to use, from validation only (the task's measure: MCC then accuracy for
+    classes, R² for values, macro AUPRC for label sets), and what it gains on the k-mer
+    baseline there; the chosen model's test figure follows for reference."""
+    task = task_name(baselines)
+    key, shown = _task(task).choice
     candidates = {f"{head} head": metrics for head, metrics in heads.items()}
-    candidates.update({baseline_label(key): baselines[key] for key in baseline_keys(baselines)})
-    scored = {name: m["val"] for name, m in candidates.items() if m.get("val", {}).get("n")}
+    candidates.update({baseline_label(k, task): baselines[k] for k in baseline_keys(baselines)})
+    scored = {name: m["val"] for name, m in candidates.items()
+              if m.get("val", {}).get("n") and m["val"].get(key) is not None}
     if not scored:
         return "model choice: no validation sequence, so validation cannot choose a model"
-    best = max(scored, key=lambda name: (scored[name].get("mcc", -1), scored[name].get("accuracy", 0)))
-    kmer = next((baseline_label(key) for key in baseline_keys(baselines)
-                 if key.startswith("kmer") and not key.endswith("_lm_logreg")), None)
+    best = max(scored, key=lambda name: (scored[name][key], scored[name].get("accuracy", 0)))
+    kmer = next((baseline_label(k, task) for k in baseline_keys(baselines)
+                 if k.startswith("kmer") and "_lm_" not in k), None)
     gain = ""
     if kmer and kmer in scored and best != kmer:
-        diff = scored[best]["mcc"] - scored[kmer]["mcc"]
-        gain = f"; on validation it {'beats' if diff > 0 else 'ties'} the {kmer.split(',')[0]} baseline by MCC {diff:+.3f}"
+        diff = scored[best][key] - scored[kmer][key]
+        gain = f"; on validation it {'beats' if diff > 0 else 'ties'} the {kmer.split(',')[0]} baseline by {shown} " \
+               f"{diff:+.3f}"
     test = candidates[best].get("test", {})
-    tested = f" (test MCC {test['mcc']:.3f})" if test.get("n") else ""
-    return (f"model choice (validation MCC {scored[best]['mcc']:.3f}): {best}{gain}{tested}")
+    tested = f" (test {shown} {test[key]:.3f})" if test.get("n") and test.get(key) is not None else ""
+    return f"model choice (validation {shown} {scored[best][key]:.3f}): {best}{gain}{tested}"
 
 
-def spread_line(spread: dict) -> str:
+def spread_line(spread: dict, task: str = "classification") -> str:
     """A head's spread over seeds (`learning.toolkit.seed_spread`) in one line: test, else val."""
     split = "test" if spread.get("test") else "val"
+    shown = _task(task).spread_shown
     said = [f"{key} {v['mean']:.3f} ± {v['sd']:.3f} ({v['min']:.3f}-{v['max']:.3f})"
-            for key, v in spread.get(split, {}).items() if key in ("accuracy", "mcc")]
+            for key, v in spread.get(split, {}).items() if key in shown]
     return f"over {len(spread['seeds'])} seeds, {split}: {', '.join(said)}"

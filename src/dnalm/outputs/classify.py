@@ -1,7 +1,8 @@
 """Stage 5: apply a trained head to every sequence; write the tables and tracks.
 
 Two rules. `classify_shards`, one job per `classify.shards_per_job` consecutive
-embedding shards (in parallel on a cluster), computes the class probabilities of the
+embedding shards (in parallel on a cluster), computes what every head predicts (class
+probabilities; values or label probabilities for the other tasks) for the
 sequences that *close* in its shards, by every head, and writes them to
 `classify/<head>/shards/group_NNNNN.parquet`. `gather_predictions`, one job per head,
 joins those into the per-sequence table and writes the tracks (tracks.py). What is said
@@ -26,7 +27,7 @@ empty table; the job where that sequence closes holds its windows, all of them.
 the DAG is static (rules/common.smk) and a job waits only for the shards it reads.
 
 Memory of a job: its shard's vectors, plus the carried sequence's (earlier shards are
-read one at a time), plus one batch of the head: `heads.predict_proba` batches at most
+read one at a time), plus one batch of the head: `heads.predict` batches at most
 `learning.heads.WINDOW_BUDGET` windows (a longer sequence goes alone), and the hierarchical head
 attends within blocks of windows, so memory grows linearly with the longest sequence.
 The rule asks for memory by the longest sequence closing in the shard
@@ -39,10 +40,12 @@ the tables are byte-identical to it (floating-point results of a batched forward
 depend on the batch's shape).
 
 Per-sequence table (TSV and Parquet), the DESIGN contract:
-    seq_id chrom start end strand length n_windows n_fraction pred_label prob_<class>...
+    seq_id chrom start end strand length n_windows n_fraction <prediction columns>
     [+ true_label split when labels are known]
-Coordinates are 0-based half-open, as in BED. A sequence none of whose windows
-passes the N threshold gets no call (pred_label empty, probabilities NaN).
+where the prediction columns are the head's task's (`learning.tasks`): pred_label
+prob_<class>... (classification), pred_<target>... (regression), pred_labels
+prob_<label>... (multilabel). Coordinates are 0-based half-open, as in BED. A sequence
+none of whose windows passes the N threshold gets no call (empty call, NaN values).
 
 torch (and learning.heads, learning.windowsets) are imported by the functions that run the head, not at
 the top: the Snakefile imports the plan functions when it builds the DAG, without torch.
@@ -72,6 +75,7 @@ from ..io import (
     read_provenance,
     write_table_atomic,
 )
+from ..learning.tasks import task_of_config
 from ..settings import WindowSpec
 from ..windows.shards import count_windows, plan_shards
 from .tracks import write_tracks
@@ -79,6 +83,8 @@ from .tracks import write_tracks
 ATTENTION_BYTES = 8  # per (window, window) pair and attention head, see shard_memory_mb
 # Provenance keys of a shard's partial result that the final table does not carry.
 PARTIAL_KEYS = ("class_names",)
+# Provenance keys every partial of a head must agree on.
+SAME_KEYS = ("head", "head_kind", "pooling", "max_n_fraction", "class_names", "task")
 
 
 # ------------------------------------------------------------------ the plan
@@ -220,7 +226,7 @@ def load_heads(head_dirs, embedding_path: str) -> dict:
 
 def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: float, final: bool,
                       read=None) -> dict:
-    """head folder -> (seq_index + prob_<class> table, provenance) of the sequences closing in
+    """head folder -> (seq_index + prediction table, provenance) of the sequences closing in
     shard `embedding_paths[-1]`. The shards are read once per pooling (`read`: see
     `_closing_windows`)."""
     import torch
@@ -243,23 +249,25 @@ def _classify_closing(embedding_paths: list[str], heads: dict, max_n_fraction: f
                   f"back from earlier shards); {head.config.kind} head ({head_dir}) on {torch.get_num_threads()} "
                   f"thread(s): {elapsed:.2f} s, {rate}", file=sys.stderr)
             result = pd.DataFrame({"seq_index": chunk.seq_index.astype(np.int64)})
+            prefix = task_of_config(head.config.task).column_prefix
             for i, name in enumerate(head.config.class_names):
-                result[f"prob_{name}"] = proba[:, i]
+                result[f"{prefix}{name}"] = proba[:, i]
             provenance = {**embedded, "stage": "classify_shard", "head": str(head_dir), "head_kind": head.config.kind,
                           "pooling": pooling, "max_n_fraction": max_n_fraction,
-                          "class_names": list(head.config.class_names)}
+                          "class_names": list(head.config.class_names),
+                          **({"task": head.config.task} if head.config.task else {})}
             results[head_dir] = (result, provenance)
     return results
 
 
 def classify_shards(embedding_paths: list[str], shards: int, outputs: dict[str, str], max_n_fraction: float, *,
                     final: bool) -> dict[str, pd.DataFrame]:
-    """Class probabilities of the sequences that close in the last `shards` of `embedding_paths`,
-    by each head (one classification job).
+    """What each head predicts for the sequences that close in the last `shards` of
+    `embedding_paths` (one classification job).
 
     `embedding_paths`: consecutive shards, the job's last; at least back to the first window
     of the sequence carried into its first shard (`ClassifyJob.reads`); `outputs`: head
-    folder -> the Parquet file to write its seq_index + prob_<class> (NaN: no call) to;
+    folder -> the Parquet file to write its seq_index + prediction columns (NaN: no call) to;
     `final`: whether the job's last shard is the run's last.
     """
     heads = load_heads(outputs, embedding_paths[-1])
@@ -291,13 +299,13 @@ def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fr
 
 
 def predict_sequences(head, chunk) -> np.ndarray:
-    """(sequences, classes) probabilities of a WindowSets' sequences, NaN rows where no
-    window is usable (batched by window budget, `heads.predict_proba`)."""
-    from ..learning.heads import predict_proba
+    """(sequences, outputs) predictions of a WindowSets' sequences, NaN rows where no
+    window is usable (batched by window budget, `heads.predict`)."""
+    from ..learning.heads import predict
 
     proba = np.full((len(chunk.seq_index), head.config.n_classes), np.nan, dtype=np.float64)
     rows = np.flatnonzero(chunk.has_usable())
-    proba[rows] = predict_proba(head, chunk, rows)
+    proba[rows] = predict(head, chunk, rows)
     return proba
 
 
@@ -305,19 +313,17 @@ def predict_sequences(head, chunk) -> np.ndarray:
 
 
 def prediction_table(regions: pd.DataFrame, sequences: pd.DataFrame, proba: np.ndarray,
-                     class_names: list[str]) -> pd.DataFrame:
-    """The per-sequence table; proba is (n_sequences, classes), NaN rows for no call."""
-    called = ~np.isnan(proba).any(axis=1)
-    pred = np.array([None] * len(regions), dtype=object)
-    pred[called] = np.asarray(class_names, dtype=object)[proba[called].argmax(1)]
+                     class_names: list[str], task=None) -> pd.DataFrame:
+    """The per-sequence table; proba is (n_sequences, outputs), NaN rows for no call; the
+    prediction columns are the task's (classification by default)."""
+    task = task or task_of_config(None)
     table = pd.DataFrame({
         "seq_id": regions["seq_id"], "chrom": regions["chrom"], "start": regions["start"],
         "end": regions["end"], "strand": regions["strand"], "length": regions["length"],
         "n_windows": sequences["n_windows"].to_numpy(), "n_fraction": sequences["n_fraction"].to_numpy(),
-        "pred_label": pred,
     })
-    for i, name in enumerate(class_names):
-        table[f"prob_{name}"] = proba[:, i]
+    for column, values in task.columns(proba, class_names).items():
+        table[column] = values
     if regions["label"].notna().any():
         table["true_label"] = regions["label"]
         table["split"] = regions["split"]
@@ -331,11 +337,12 @@ def write_tables(table: pd.DataFrame, tsv: str, parquet: str, provenance: dict) 
 
 
 def read_partials(paths: list[str], n_sequences: int) -> tuple[np.ndarray, list[str], dict]:
-    """The shards' probabilities as one (n_sequences, classes) array, the class names and
+    """The shards' predictions as one (n_sequences, outputs) array, the output names and
     the final table's provenance (checked to agree across shards)."""
     first = read_provenance(paths[0], rule="classify_shards")
-    same = {key: first.get(key) for key in ("head", "head_kind", "pooling", "max_n_fraction", "class_names")}
+    same = {key: first.get(key) for key in SAME_KEYS}
     class_names = first["class_names"]
+    prefix = task_of_config(first.get("task")).column_prefix
     seq_parts, prob_parts = [], []
     provenance = first
     for path in paths:
@@ -346,7 +353,7 @@ def read_partials(paths: list[str], n_sequences: int) -> tuple[np.ndarray, list[
             raise RuntimeError(f"{path} and {paths[0]} differ in {differ}: re-run classify_shards for this head")
         table = read_parquet(path, rule="classify_shards")
         seq_parts.append(table.column("seq_index").to_numpy())
-        prob_parts.append(np.column_stack([table.column(f"prob_{n}").to_numpy() for n in class_names])
+        prob_parts.append(np.column_stack([table.column(f"{prefix}{n}").to_numpy() for n in class_names])
                           if table.num_rows else np.zeros((0, len(class_names))))
     seq = np.concatenate(seq_parts)
     if not np.array_equal(seq, np.arange(n_sequences)):
@@ -371,14 +378,15 @@ def gather(shard_paths: list[str], regions_path: str, sequences_path: str, tsv: 
     sequences = read_parquet(sequences_path, rule="make_windows").to_pandas()
     proba, class_names, provenance = read_partials(shard_paths, len(regions))
     check_label_text(class_names, provenance["head"])
-    table = prediction_table(regions, sequences, proba, class_names)
+    task = task_of_config(provenance.get("task"))
+    table = prediction_table(regions, sequences, proba, class_names, task)
     write_tables(table, tsv, parquet, provenance)
-    print(f"{len(table)} sequences from {len(shard_paths)} shard(s), {int(table['pred_label'].notna().sum())} "
-          f"called: {tsv}, {parquet}", file=sys.stderr)
+    called = int((~np.isnan(proba).any(axis=1)).sum())
+    print(f"{len(table)} sequences from {len(shard_paths)} shard(s), {called} called: {tsv}, {parquet}",
+          file=sys.stderr)
     if tracks_dir:
-        stems = write_tracks(table, class_names, tracks_dir, chrom_sizes)
-        print(f"tracks in {tracks_dir}: calls.bed, {', '.join(f'{s}.bedGraph/.bw' for s in stems.values())}",
-              file=sys.stderr)
+        files = write_tracks(table, class_names, tracks_dir, chrom_sizes, task.column_prefix)
+        print(f"tracks in {tracks_dir}: {', '.join(files)}", file=sys.stderr)
     remove_stale_groups(shard_paths)
     return table
 

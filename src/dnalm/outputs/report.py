@@ -1,5 +1,6 @@
-"""Figures and tables for `snakemake --report`: metrics, confusion matrices,
-ROC/PR curves, the window-count distribution and the run's provenance."""
+"""Figures and tables for `snakemake --report`: metrics, confusion matrices and ROC/PR
+curves (classification; ROC/PR per label for multilabel), predicted against true values
+(regression), the window-count distribution and the run's provenance."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..inputs.targets import LabelSets, Values  # noqa: E402
 from ..io import atomic_path, read_parquet, read_provenance  # noqa: E402
 
 
@@ -22,25 +24,36 @@ def _save(fig, path: str) -> None:
     plt.close(fig)
 
 
+# The columns of the metrics table, by task.
+TABLE_METRICS = {"classification": ("accuracy", "macro_f1", "mcc", "auroc"),
+                 "regression": ("r2", "pearson", "spearman", "mae", "rmse"),
+                 "multilabel": ("macro_auroc", "macro_auprc", "micro_f1", "macro_f1", "exact_match")}
+
+
 def metrics_table(metrics_paths: dict[str, str], baselines_path: str | None = None) -> pd.DataFrame:
-    """One row per head (then per baseline) and split: n, accuracy, macro-F1, MCC, AUROC."""
-    from ..learning.metrics import baseline_keys, baseline_label
+    """One row per head (then per baseline) and split: n and the task's metrics
+    (classification: accuracy, macro-F1, MCC, AUROC)."""
+    from ..learning.metrics import baseline_keys, baseline_label, task_name
+
+    task = "classification"
 
     def row(name, split, m, **extra):
-        return {"head": name, "split": split, "n": m.get("n", 0), "accuracy": m.get("accuracy"),
-                "macro_f1": m.get("macro_f1"), "mcc": m.get("mcc"), "auroc": m.get("auroc"), **extra}
+        return {"head": name, "split": split, "n": m.get("n", 0), **{k: m.get(k) for k in TABLE_METRICS[task]},
+                **extra}
 
     rows = []
     for head, path in metrics_paths.items():
         metrics = json.loads(Path(path).read_text())
+        task = task_name(metrics)
         for split in ("val", "test"):
             rows.append(row(head, split, metrics.get(split, {}), best_epoch=metrics.get("best_epoch"),
                             pooling=metrics.get("pooling")))
     if baselines_path:
         baselines = json.loads(Path(baselines_path).read_text())
+        task = task_name(baselines)
         for key in baseline_keys(baselines):
             for split in ("val", "test"):
-                rows.append(row(f"baseline: {baseline_label(key)}", split, baselines[key].get(split, {})))
+                rows.append(row(f"baseline: {baseline_label(key, task)}", split, baselines[key].get(split, {})))
     return pd.DataFrame(rows)
 
 
@@ -63,8 +76,13 @@ def plot_confusion(metrics_paths: dict[str, str], path: str) -> None:
     _save(fig, path)
 
 
+def _test_rows(table: pd.DataFrame, call_column: str) -> pd.DataFrame:
+    return table[(table.get("split") == "test") & table[call_column].notna()] if "split" in table else table[:0]
+
+
 def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
-    """One-vs-rest ROC and precision-recall curves on the test split, per head and class."""
+    """One-vs-rest ROC and precision-recall curves on the test split, per head and class
+    (per label for multilabel heads)."""
     from sklearn.metrics import (
         auc,
         average_precision_score,
@@ -75,11 +93,13 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for head, pred_path in predictions.items():
         table = read_parquet(pred_path, rule="classify").to_pandas()
-        test = table[(table.get("split") == "test") & table["pred_label"].notna()] if "split" in table else table[:0]
+        multilabel = "pred_labels" in table
+        test = _test_rows(table, "pred_labels" if multilabel else "pred_label")
         classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
-        shown = classes[1:] if len(classes) == 2 else classes  # binary: one curve, for the second class
+        shown = classes[1:] if len(classes) == 2 and not multilabel else classes  # binary: one curve, the second
         for name in shown:
-            truth = (test["true_label"] == name).to_numpy()
+            truth = np.array([name in LabelSets.parse(t) for t in test["true_label"]], dtype=bool) if multilabel \
+                else (test["true_label"] == name).to_numpy()
             if truth.all() or not truth.any():
                 continue
             score = test[f"prob_{name}"].to_numpy()
@@ -95,6 +115,38 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
     _save(fig, path)
+
+
+def plot_scatter(predictions: dict[str, str], path: str) -> None:
+    """Predicted against true values on the test split, one panel per head and target."""
+    panels = []
+    for head, pred_path in predictions.items():
+        table = read_parquet(pred_path, rule="classify").to_pandas()
+        targets = [c.removeprefix("pred_") for c in table.columns if c.startswith("pred_")]
+        test = _test_rows(table, f"pred_{targets[0]}") if targets else table[:0]
+        truth = np.array([Values().parse(t, pred_path) for t in test["true_label"]], dtype=np.float64) \
+            if len(test) else np.zeros((0, len(targets)))
+        panels += [(head, name, truth[:, i], test[f"pred_{name}"].to_numpy(np.float64))
+                   for i, name in enumerate(targets)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4), squeeze=False)
+    for ax, (head, name, truth, guess) in zip(axes[0], panels):
+        ax.scatter(truth, guess, s=6, alpha=0.5, color="#4477aa")
+        if len(truth):
+            low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+            ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+            r = np.corrcoef(truth, guess)[0, 1] if len(truth) > 1 and np.ptp(truth) and np.ptp(guess) else np.nan
+            ax.set_title(f"{head} head: {name} (test, n={len(truth)}, r={r:.3f})", fontsize=9)
+        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}")
+    _save(fig, path)
+
+
+def plot_figures(figures: dict[str, str], metrics_paths: dict[str, str], predictions: dict[str, str]) -> None:
+    """The figures of the heads' metrics (name -> path; names as `workflow.dag.REPORT_FIGURES`)."""
+    makers = {"confusion": lambda path: plot_confusion(metrics_paths, path),
+              "roc_pr": lambda path: plot_roc_pr(predictions, path),
+              "scatter": lambda path: plot_scatter(predictions, path)}
+    for name, path in figures.items():
+        makers[name](path)
 
 
 def plot_window_counts(sequences_path: str, path: str) -> None:

@@ -1,12 +1,15 @@
-"""Genome tracks of a classification, and the label checks and file names that keep
+"""Genome tracks of a head's predictions, and the label checks and file names that keep
 label text from breaking them.
 
 One folder per head, `classify/<head>/tracks/`:
-    calls.bed               BED6 of calls: name = predicted class, score = 1000 x its probability
-    prob_<name>.bedGraph    per base, the mean probability of one class over the called
-                            sequences covering it (a UCSC track line, then bedGraph)
+    calls.bed               BED6 of calls: name = predicted class (multilabel: the predicted
+                            labels, ';'-separated, '-' for none), score = 1000 x its (their
+                            highest) probability; no calls.bed for regression
+    prob_<name>.bedGraph    per base, the mean probability of one class (or label) over the
+                            called sequences covering it (a UCSC track line, then bedGraph);
+                            pred_<target>.bedGraph for regression, the mean predicted value
     prob_<name>.bw          the same intervals and values as bigWig (float32)
-    tracks.tsv              class -> its bedGraph and bigWig file
+    tracks.tsv              class (label, target) -> its bedGraph and bigWig file
 Rows are in the reference's contig order (its .fai), then by start. Track intervals never
 overlap, leave no gap inside a stretch that called sequences cover, and skip bases no called
 sequence covers. The bigWig header lists every contig with its .fai length. A contig whose
@@ -54,9 +57,9 @@ def _digest(label: str, digits: int) -> str:
     return hashlib.sha256(label.encode("utf-8")).hexdigest()[:digits]
 
 
-def track_names(class_names: list[str]) -> dict[str, str]:
-    """Class -> file stem (`prob_<name>`), unique even ignoring case whatever the labels."""
-    stems = {name: f"prob_{_sanitise(name)}" for name in class_names}
+def track_names(class_names: list[str], prefix: str = "prob_") -> dict[str, str]:
+    """Class -> file stem (`prob_<name>`, or another prefix), unique even ignoring case whatever the labels."""
+    stems = {name: f"{prefix}{_sanitise(name)}" for name in class_names}
     for digits in (8, 64):
         folded = pd.Series([s.casefold() for s in stems.values()])
         clash = folded.duplicated(keep=False).to_numpy()
@@ -64,7 +67,7 @@ def track_names(class_names: list[str]) -> dict[str, str]:
             return stems
         for name, clashes in zip(list(stems), clash):
             if clashes:
-                stems[name] = f"prob_{_sanitise(name)}-{_digest(name, digits)}"
+                stems[name] = f"{prefix}{_sanitise(name)}-{_digest(name, digits)}"
     raise RuntimeError(f"no unique track names for the classes {class_names!r}")  # needs a SHA-256 collision
 
 
@@ -73,13 +76,16 @@ def track_line_text(label: str) -> str:
     return label.replace('"', "'")
 
 
-def calls_bed(table: pd.DataFrame) -> pd.DataFrame:
-    """BED6 of calls: name = predicted class, score = 1000 x its probability."""
-    called = table[table["pred_label"].notna()]
+CALL_COLUMNS = {"pred_label": "class", "pred_labels": "label"}  # call column -> what a track shows
+
+
+def calls_bed(table: pd.DataFrame, call_column: str = "pred_label") -> pd.DataFrame:
+    """BED6 of calls: name = the call, score = 1000 x the highest probability."""
+    called = table[table[call_column].notna()]
     prob_cols = [c for c in table.columns if c.startswith("prob_")]
     score = (called[prob_cols].max(axis=1) * 1000).round().astype(int)
     return pd.DataFrame({"chrom": called["chrom"], "start": called["start"], "end": called["end"],
-                         "name": called["pred_label"], "score": score, "strand": called["strand"]})
+                         "name": called[call_column], "score": score, "strand": called["strand"]})
 
 
 def coverage_mean(starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> pd.DataFrame:
@@ -118,12 +124,13 @@ def _write_rows(frame: pd.DataFrame, fh) -> None:
 
 
 def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
-                 chrom_sizes: dict[str, int] | None = None) -> dict[str, str]:
-    """Write calls.bed, a bedGraph and a bigWig per class and tracks.tsv into `out_dir`.
+                 chrom_sizes: dict[str, int] | None = None, prefix: str = "prob_") -> list[str]:
+    """Write calls.bed (where the table has a call column), a bedGraph and a bigWig per
+    output (the table's `<prefix><name>` column) and tracks.tsv into `out_dir`.
 
     `chrom_sizes`: contig -> length in the reference's order (`inputs.fasta.read_fai`); without it
-    the contigs of the table, each as long as its furthest sequence end. Returns the
-    class -> file stem map.
+    the contigs of the table, each as long as its furthest sequence end. Returns the files
+    written (a track's bedGraph and bigWig as one).
     """
     check_label_text(class_names, out_dir)
     sizes = chrom_sizes if chrom_sizes is not None else contig_extents(table)
@@ -131,8 +138,11 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
     if unknown:
         raise RuntimeError(f"contigs {unknown[:5]} of the predictions are not in the reference: re-run the workflow")
     order = {chrom: i for i, chrom in enumerate(sizes)}
-    stems = track_names(class_names)
-    called = table[table["pred_label"].notna()]
+    stems = track_names(class_names, prefix)
+    call_column = next((c for c in CALL_COLUMNS if c in table.columns), None)
+    shows = CALL_COLUMNS.get(call_column, "target")
+    called = table[table[call_column].notna()] if call_column else \
+        table[table[[f"{prefix}{name}" for name in class_names]].notna().all(axis=1)]
     called = called.iloc[np.lexsort((called["end"].to_numpy(), called["start"].to_numpy(),
                                      called["chrom"].map(order).to_numpy()))]
     past_end = called["end"].to_numpy() > called["chrom"].map(sizes).to_numpy()
@@ -143,26 +153,28 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
     by_chrom = list(called.groupby("chrom", sort=False))  # contigs in reference order
     in_text = ~called["chrom"].map(bed_header_like).astype(bool)  # rows a BED reader keeps
     with atomic_dir(out_dir) as tmp:
-        with open(tmp / CALLS_FILE, "w") as fh:
-            _write_rows(calls_bed(called[in_text]), fh)
+        if call_column:
+            with open(tmp / CALLS_FILE, "w") as fh:
+                _write_rows(calls_bed(called[in_text], call_column), fh)
         for name in class_names:
             parts = []
             for chrom, sub in by_chrom:
                 seg = coverage_mean(sub["start"].to_numpy(), sub["end"].to_numpy(),
-                                    sub[f"prob_{name}"].to_numpy(dtype=np.float64))
+                                    sub[f"{prefix}{name}"].to_numpy(dtype=np.float64))
                 seg.insert(0, "chrom", chrom)
                 parts.append(seg)
             segments = pd.concat(parts, ignore_index=True) if parts else \
                 pd.DataFrame({"chrom": [], "start": [], "end": [], "value": []})
             text = track_line_text(name)
+            title, says = (f"P({text})", "probability of") if prefix == "prob_" else (text, "predicted")
             with open(tmp / f"{stems[name]}.bedGraph", "w") as fh:
-                fh.write(f'track type=bedGraph name="P({text})" description="dnalm probability of {text}"\n')
+                fh.write(f'track type=bedGraph name="{title}" description="dnalm {says} {text}"\n')
                 _write_rows(segments[~segments["chrom"].map(bed_header_like).astype(bool)], fh)
             _write_bigwig(tmp / f"{stems[name]}.bw", sizes, segments)
-        index = pd.DataFrame({"class": class_names, "bedgraph": [f"{stems[n]}.bedGraph" for n in class_names],
+        index = pd.DataFrame({shows: class_names, "bedgraph": [f"{stems[n]}.bedGraph" for n in class_names],
                               "bigwig": [f"{stems[n]}.bw" for n in class_names]})
         index.to_csv(tmp / INDEX_FILE, sep="\t", index=False)
-    return stems
+    return ([CALLS_FILE] if call_column else []) + [f"{stems[n]}.bedGraph/.bw" for n in class_names]
 
 
 def _write_bigwig(path: Path, sizes: dict[str, int], segments: pd.DataFrame) -> None:

@@ -28,7 +28,7 @@ from ..inputs.fasta import (
 )
 from ..inputs.plan import InputPlan, plan_inputs
 from ..inputs.sources import RegionSource, source_for
-from ..inputs.splits import check_training_classes
+from ..inputs.targets import target_kind
 from ..io import write_json_atomic
 from ..outputs.classify import ClassifyJob, classify_jobs
 from ..settings import (
@@ -58,6 +58,10 @@ class EncoderChain:
     embed_hub_id: str = ""
 
 
+# The report's figures of a trained run (`outputs.report`), by task.
+REPORT_FIGURES = {"classification": ("confusion", "roc_pr"), "regression": ("scatter",), "multilabel": ("roc_pr",)}
+
+
 @dataclass
 class RunPlan:
     settings: RunSettings
@@ -76,6 +80,18 @@ class RunPlan:
     @property
     def trained_heads(self) -> list[str]:
         return [] if self.settings.annotating else self.heads
+
+    @property
+    def task(self) -> str:
+        """What the heads predict (`heads.task`; in an annotation run, the pretrained head's)."""
+        if self.settings.annotating:
+            return (self.pretrained_head.get("task") or {}).get("name", "classification")
+        return self.settings.train.task
+
+    @property
+    def report_figures(self) -> dict[str, str]:
+        """The report's figures of the heads' metrics (rule report_metrics), by task."""
+        return {name: f"{self.outdir}/report/{name}.png" for name in REPORT_FIGURES[self.task]}
 
     @property
     def finetune(self) -> bool:
@@ -259,7 +275,8 @@ def cached_weights_sha256(folder: ModelFolder, cache_dir: Path) -> str:
 
 def _trained_heads(settings: RunSettings, source: RegionSource, inputs: InputPlan) -> list[str]:
     """The heads a labelled run trains, after what can be checked before any (GPU) job:
-    labels, two classes to train on, a head shape that builds."""
+    labels that `heads.task` can read and learn from (two classes to train on, numbers, ...),
+    a head shape that builds."""
     if not inputs.labelled:
         raise InputError(
             f"No sequence has a label, so no head can be trained (input mode {source.mode})",
@@ -269,8 +286,9 @@ def _trained_heads(settings: RunSettings, source: RegionSource, inputs: InputPla
     if not heads:
         raise InputError("heads.train is empty and finetune.activate is false: nothing would classify",
                          fix="list heads in heads.train (hierarchical, mean) or set finetune.activate: true")
-    for note in check_training_classes(inputs.classes["train"], inputs.classes["other"],
-                                       source.label_file or None):
+    settings.train.check_task()
+    kind = target_kind(settings.train.task, settings.train.targets)
+    for note in kind.check(inputs.classes["train"], inputs.classes["other"], source.label_file or None):
         print(f"note: {note}", file=sys.stderr)
     if trains_hierarchical(settings, heads):
         check_hierarchical_shape(settings.train.d_model, settings.train.attention_heads)

@@ -7,35 +7,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..learning.metrics import baseline_keys, baseline_label, choice_line, leak_line, spread_line, summary_line
+from ..learning.metrics import (
+    baseline_keys,
+    baseline_label,
+    choice_line,
+    leak_line,
+    spread_line,
+    summary_line,
+    task_name,
+)
 from .dag import RunPlan
+
+TRACKS = {"classification": "calls.bed, prob_<class>.bedGraph and .bw",
+          "regression": "pred_<target>.bedGraph and .bw",
+          "multilabel": "calls.bed, prob_<label>.bedGraph and .bw"}
 
 
 def print_summary(plan: RunPlan) -> None:
     out = plan.outdir
     print("\ndnalm finished. Per-sequence tables:")
     heads = {}
+    task = plan.task
     for head in plan.heads:
         print(f"  {out}/classify/{head}/predictions.tsv (and .parquet)")
         metrics = Path(f"{out}/heads/{head}/metrics.json")
         if metrics.exists() and not plan.settings.annotating:
             heads[head] = json.loads(metrics.read_text())
-            print(f"    {summary_line(f'{head} head', heads[head]['test'])}  [{metrics}]")
+            task = task_name(heads[head])
+            print(f"    {summary_line(f'{head} head', heads[head]['test'], task)}  [{metrics}]")
             if "seeds" in heads[head]:
-                print(f"    {spread_line(heads[head]['seeds'])}")
+                print(f"    {spread_line(heads[head]['seeds'], task)}")
             for warning in heads[head].get("warnings", []):
                 print(f"    warning: {warning}")
     baselines = Path(f"{out}/baselines/metrics.json")
     if plan.trained_heads and baselines.exists():
         found = json.loads(baselines.read_text())
         print(f"  baselines on the same splits [{baselines}]:")
+        task = task_name(found)
         for key in baseline_keys(found):
-            print(f"    {summary_line(baseline_label(key), found[key]['test'])}")
+            print(f"    {summary_line(baseline_label(key, task), found[key]['test'], task)}")
         if "leak" in found:
             print(f"  {leak_line(found['leak'])}")
         if heads:
             print(f"  {choice_line(heads, found)}")
     if plan.settings.classify.tracks:
-        print(f"  tracks: {out}/classify/<head>/tracks/ (calls.bed, prob_<class>.bedGraph and .bw; tracks.tsv "
-              "maps classes to files)")
+        print(f"  tracks: {out}/classify/<head>/tracks/ ({TRACKS[task]}; tracks.tsv maps them to files)")
     print("  report: snakemake --report report.html (with the same --configfile options)")
