@@ -300,3 +300,20 @@ def test_a_recipe_runs_through_every_rule(tmp_path, task):
     assert said in run.stdout and "model choice (validation " in run.stdout
     report = pd.read_csv(results / "report" / "metrics.tsv", sep="\t")
     assert ("r2" if task == "regression" else "macro_auprc") in report.columns
+
+
+@pytest.mark.workflow
+def test_labels_the_task_cannot_read_are_refused_before_any_job(tmp_path):
+    wd = Workdir(tmp_path / "wd")
+    _tiles_subset(wd.path("tiles.bed"), 5)
+    config = wd.write_config("task.yaml", {"input": {"bed": "tiles.bed", "bed_columns": {"label": 9, "split": 8,
+                                                                                         "group": 10}},
+                                           "heads": {"task": "regression"}})
+    run = wd.snakemake("-n", configs=[config], check=False)
+    assert run.returncode != 0 and "tiles.bed: the label 'CDS' is not a number" in run.output
+    assert "set heads.task to classification" in run.output and not wd.path("results").exists()
+    config = wd.write_config("select.yaml", {"input": {"bed": "tiles.bed", "bed_columns": {"label": 7, "split": 8,
+                                                                                           "group": 10}},
+                                             "heads": {"task": "regression", "training": {"select_by": "mcc"}}})
+    run = wd.snakemake("-n", configs=[config], check=False)
+    assert run.returncode != 0 and "select_by is 'mcc', which does not measure a regression head" in run.output

@@ -118,25 +118,29 @@ def plot_roc_pr(predictions: dict[str, str], path: str) -> None:
 
 
 def plot_scatter(predictions: dict[str, str], path: str) -> None:
-    """Predicted against true values on the test split, one panel per head and target."""
-    panels = []
+    """Predicted against true values on the test split: a row of panels per head, one panel
+    per target."""
+    rows = []
     for head, pred_path in predictions.items():
         table = read_parquet(pred_path, rule="classify").to_pandas()
         targets = [c.removeprefix("pred_") for c in table.columns if c.startswith("pred_")]
         test = _test_rows(table, f"pred_{targets[0]}") if targets else table[:0]
         truth = np.array([Values().parse(t, pred_path) for t in test["true_label"]], dtype=np.float64) \
             if len(test) else np.zeros((0, len(targets)))
-        panels += [(head, name, truth[:, i], test[f"pred_{name}"].to_numpy(np.float64))
-                   for i, name in enumerate(targets)]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4), squeeze=False)
-    for ax, (head, name, truth, guess) in zip(axes[0], panels):
-        ax.scatter(truth, guess, s=6, alpha=0.5, color="#4477aa")
-        if len(truth):
-            low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
-            ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
-            r = np.corrcoef(truth, guess)[0, 1] if len(truth) > 1 and np.ptp(truth) and np.ptp(guess) else np.nan
-            ax.set_title(f"{head} head: {name} (test, n={len(truth)}, r={r:.3f})", fontsize=9)
-        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}")
+        rows.append([(head, name, truth[:, i], test[f"pred_{name}"].to_numpy(np.float64))
+                     for i, name in enumerate(targets)])
+    width = max([len(row) for row in rows] + [1])
+    fig, axes = plt.subplots(max(len(rows), 1), width, figsize=(4 * width, 3.8 * max(len(rows), 1)), squeeze=False)
+    for ax_row, row in zip(axes, rows):
+        for ax, (head, name, truth, guess) in zip(ax_row, row):
+            ax.scatter(truth, guess, s=6, alpha=0.5, color="#4477aa")
+            if len(truth):
+                low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+                ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+                r = np.corrcoef(truth, guess)[0, 1] if len(truth) > 1 and np.ptp(truth) and np.ptp(guess) else np.nan
+                ax.set_title(f"{head} head: {name}\ntest, n={len(truth)}, r={r:.3f}", fontsize=9)
+            ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}")
+    fig.tight_layout()
     _save(fig, path)
 
 

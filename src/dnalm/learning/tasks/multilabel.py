@@ -14,6 +14,10 @@ import torch
 from .base import Task
 from .classification import C_GRID
 
+# Rare labels of thousands of k-mer features want more regularisation than single classes:
+# the grid reaches two decades further down than classification's.
+C_GRID_LABELS = (1e-6, 1e-5) + C_GRID
+
 NO_LABEL = "-"  # the prediction of no label (as the labels write it, `inputs.targets`)
 
 
@@ -149,10 +153,10 @@ class Multilabel(Task):
                 LogisticRegression(C=c, max_iter=5000, class_weight="balanced")))
 
         labels = (y > 0.5).astype(int)
-        chosen, choice, best = next(iter(feature_sets)), C_GRID[len(C_GRID) // 2], None
+        chosen, choice, best = next(iter(feature_sets)), C_GRID_LABELS[len(C_GRID_LABELS) // 2], None
         if len(val):
             for name, features in feature_sets.items():
-                for c in C_GRID:
+                for c in C_GRID_LABELS:
                     proba = model(c).fit(features[train], labels[train]).predict_proba(features[val])
                     auprc = multilabel_metrics(y[val], proba, names, [0.5] * len(names))["macro_auprc"]
                     score = auprc if auprc is not None else -np.inf

@@ -13,7 +13,7 @@ import torch
 
 from .base import Task
 
-ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0)
 PER_TARGET = ("r2", "pearson", "spearman", "mae", "rmse")
 
 
