@@ -159,4 +159,5 @@ def check_label_spellings(labels: list, where) -> None:
                 f"labels {a!r} ({where(labels.index(a))}) and {b!r} ({where(labels.index(b))}) are the same "
                 "number written two ways; they would become two classes",
                 fix=f"write each class one way throughout (e.g. all {a!r}); if they are different classes, give "
-                    "them names that are not numbers")
+                    "them names that are not numbers; if they are values (heads.task: regression), write every "
+                    "number one way too (e.g. with the same decimals)")
