@@ -24,7 +24,7 @@ from dnalm.inputs.splits import assign_splits
 from dnalm.io import read_provenance, write_table_atomic
 from dnalm.learning.frozen import train_head
 from dnalm.learning.heads import CONFIG_FILE, WEIGHTS_FILE
-from dnalm.learning.metrics import classification_metrics
+from dnalm.learning.tasks.classification import classification_metrics
 from dnalm.outputs.classify import classify
 from dnalm.outputs.tracks import coverage_mean
 from dnalm.settings import EncoderSpec, InputSettings, TrainSettings, WindowSpec

@@ -1,50 +1,13 @@
-"""Classification metrics of one split (accuracy, macro-F1, MCC, AUROC, confusion matrix),
-and how metrics and baselines are named where a run prints them (for every task; each
-task's own metrics are in `learning.tasks`)."""
+"""How metrics and baselines are named where a run prints them, for every task: a head's
+test line, the baselines' names, the leak check, the spread over seeds and which model
+validation picks. Each task's own metrics are its module's (`learning.tasks`)."""
 
 from __future__ import annotations
 
-import numpy as np
-
-
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro-F1, MCC and AUROC (one-vs-rest macro for several classes)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        matthews_corrcoef,
-        roc_auc_score,
-    )
-
-    if len(y_true) == 0:
-        return {"n": 0}
-    y_pred = proba.argmax(1)
-    labels = np.arange(len(class_names))
-    result = {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "mcc": float(matthews_corrcoef(y_true, y_pred)),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-    present = np.unique(y_true)
-    if len(present) < 2:
-        result["auroc"] = None
-        result["auroc_note"] = "undefined: the split holds one class only"
-    elif len(class_names) == 2:
-        result["auroc"] = float(roc_auc_score(y_true, proba[:, 1]))
-    elif len(present) == len(class_names):
-        result["auroc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels))
-    else:
-        result["auroc"] = None
-        result["auroc_note"] = "undefined: not every class occurs in the split"
-    return result
+from .tasks import task_for
 
 
 def _task(name: str | None):
-    from .tasks import task_for
-
     return task_for(name or "classification")
 
 

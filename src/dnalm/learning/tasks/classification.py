@@ -7,10 +7,44 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..metrics import classification_metrics
 from .base import Task
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, macro-F1, MCC and AUROC (one-vs-rest macro for several classes)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        roc_auc_score,
+    )
+
+    if len(y_true) == 0:
+        return {"n": 0}
+    y_pred = proba.argmax(1)
+    labels = np.arange(len(class_names))
+    result = {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+    present = np.unique(y_true)
+    if len(present) < 2:
+        result["auroc"] = None
+        result["auroc_note"] = "undefined: the split holds one class only"
+    elif len(class_names) == 2:
+        result["auroc"] = float(roc_auc_score(y_true, proba[:, 1]))
+    elif len(present) == len(class_names):
+        result["auroc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels))
+    else:
+        result["auroc"] = None
+        result["auroc_note"] = "undefined: not every class occurs in the split"
+    return result
 
 
 class Classification(Task):
