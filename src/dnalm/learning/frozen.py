@@ -1,7 +1,7 @@
 """Training a head on frozen window vectors (rule train_head), and its metrics.
 
 The data (`windowsets.WindowSets`), the splits (`inputs.splits`) and what learners share
-(`toolkit`: loss, class weights, the head from the settings, metrics.json) live apart;
+(`toolkit`: the head from the settings, metrics.json, the spread over seeds) live apart;
 this module is the training loop only; the loss, weights and measures are the task's
 (`learning.tasks`, by heads.task). The kept epoch is the best by the validation measure
 `select_by` (by default the task's: MCC, R² or macro AUPRC, which a constant predictor
