@@ -224,6 +224,17 @@ def test_a_regression_head_learns_gc_and_predicts_in_its_units(world):
     assert baselines["gc_ridge"]["test"]["per_target"]["gc"]["r2"] > 0.999
 
 
+def test_three_seeds_give_the_spread_of_the_tasks_metrics(world):
+    for task, key in (("regression", "r2"), ("multilabel", "macro_auprc")):
+        settings = TrainSettings(task=task, pooling="mean", epochs=4, min_epochs=1, batch_size=8, seeds=3, seed=5)
+        metrics = train_head(world.embeddings, world.regions[task], "mean", settings,
+                             str(world.tmp / "heads" / f"seeds_{task}"))
+        spread = metrics["seeds"]
+        assert spread["seeds"] == [5, 6, 7] and len(spread["test"][key]["values"]) == 3
+        assert spread["test"][key]["values"][0] == pytest.approx(metrics["test"][key])  # the first seed is kept
+        assert spread["test"][key]["min"] <= spread["test"][key]["mean"] <= spread["test"][key]["max"]
+
+
 def _train_ids(world) -> set[str]:
     table = pd.read_csv(world.labels["regression"], sep="\t")
     return set(table.loc[table["split"] == "train", "id"])
