@@ -6,29 +6,65 @@
 # jobs' results.
 
 
-rule classify_shards:
-    input:
-        embeddings=classify_inputs,
-        heads=HEAD_FILES,
-    output:
-        expand(out("classify/{head}/shards/group_{{group}}.parquet"), head=RUN.heads),
-    log:
-        logfile("classify_shards/{group}.log"),
-    benchmark:
-        logfile("classify_shards/{group}.benchmark.tsv")
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=classify_mem_mb,
-        runtime=30,
-    params:
-        head_dirs=list(RUN.head_dirs.values()),
-        max_n_fraction=S.train.max_n_fraction,
-        shards=classify_shard_count,
-        final=is_last_group,
-    script:
-        "../scripts/classify_shards.py"
+if RUN.heads:
+
+    rule classify_shards:
+        input:
+            embeddings=classify_inputs,
+            heads=HEAD_FILES,
+        output:
+            expand(
+                out("classify/{head}/shards/group_{{group}}.parquet"), head=RUN.heads
+            ),
+        log:
+            logfile("classify_shards/{group}.log"),
+        benchmark:
+            logfile("classify_shards/{group}.benchmark.tsv")
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=classify_mem_mb,
+            runtime=30,
+        params:
+            head_dirs=list(RUN.head_dirs.values()),
+            max_n_fraction=S.train.max_n_fraction,
+            shards=classify_shard_count,
+            final=is_last_group,
+        script:
+            "../scripts/classify_shards.py"
+
+
+# The k-mer heads (the run's k-mer baseline, or an annotation run's k-mer head) read
+# the window shards, not embeddings: the same jobs and partial files, without torch.
+if RUN.kmer_heads:
+
+    rule classify_kmer_shards:
+        input:
+            windows=classify_window_inputs,
+            heads=KMER_HEAD_FILES,
+        output:
+            expand(
+                out("classify/{head}/shards/group_{{group}}.parquet"),
+                head=RUN.kmer_heads,
+            ),
+        log:
+            logfile("classify_kmer_shards/{group}.log"),
+        benchmark:
+            logfile("classify_kmer_shards/{group}.benchmark.tsv")
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            head_dirs=list(RUN.kmer_heads.values()),
+            max_n_fraction=S.train.max_n_fraction,
+            shards=classify_shard_count,
+            final=is_last_group,
+        script:
+            "../scripts/classify_kmer_shards.py"
 
 
 rule gather_predictions:

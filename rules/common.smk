@@ -21,7 +21,7 @@ try:  # the package these rules were written for, installed from this checkout (
 
     check_package_origin(workflow.basedir)
     from dnalm.outputs.classify import shard_memory_mb
-    from dnalm.workflow.dag import plan_run
+    from dnalm.workflow.dag import kmer_head_dir, plan_run
     from dnalm.workflow.summary import print_summary
 except ImportError as err:
     raise WorkflowError(
@@ -80,6 +80,7 @@ wildcard_constraints:
 
 # ------------------------------------------------------------------- paths
 FASTA_COPY = [RUN.fasta] if RUN.inputs.fasta.recompress else []
+KMER_HEAD_DIR = kmer_head_dir(RUN.outdir, S.baseline_kmer)  # written by rule baselines
 WINDOW_SHARDS = expand(out("windows/shard_{shard}.parquet"), shard=RUN.shards)
 EMBEDDINGS = expand(out("embeddings/shard_{shard}.parquet"), shard=RUN.shards)
 HEAD_FILES = [
@@ -87,12 +88,17 @@ HEAD_FILES = [
     for folder in RUN.head_dirs.values()
     for name in ("head.json", "head.safetensors")
 ]
+KMER_HEAD_FILES = [
+    f"{folder}/{name}"
+    for folder in RUN.kmer_heads.values()
+    for name in ("head.json", "head.safetensors")
+]
 
 
 def final_outputs():
-    outputs = expand(out("classify/{head}/predictions.tsv"), head=RUN.heads)
+    outputs = expand(out("classify/{head}/predictions.tsv"), head=RUN.classifiers)
     if S.classify.tracks:
-        outputs += expand(out("classify/{head}/tracks"), head=RUN.heads)
+        outputs += expand(out("classify/{head}/tracks"), head=RUN.classifiers)
     outputs += [out("report/window_counts.png"), out("report/provenance.tsv")]
     if RUN.trained_heads:
         outputs += expand(out("heads/{head}/metrics.json"), head=RUN.trained_heads)
@@ -118,6 +124,11 @@ def classify_job(wildcards):
 def classify_inputs(wildcards):
     """The embedding shards a classification job reads, its own last."""
     return [EMBEDDINGS[i] for i in classify_job(wildcards).reads]
+
+
+def classify_window_inputs(wildcards):
+    """The window shards a k-mer classification job reads, its own last."""
+    return [WINDOW_SHARDS[i] for i in classify_job(wildcards).reads]
 
 
 def classify_mem_mb(wildcards, attempt):

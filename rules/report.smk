@@ -34,8 +34,10 @@ rule report_metrics:
 rule report_run:
     input:
         sequences=out("windows/sequences.parquet"),
-        embeddings=EMBEDDINGS[0],
-        predictions=expand(out("classify/{head}/predictions.parquet"), head=RUN.heads),
+        embeddings=EMBEDDINGS[:1] if RUN.embeds else [],
+        predictions=expand(
+            out("classify/{head}/predictions.parquet"), head=RUN.classifiers
+        ),
     output:
         windows=report(
             out("report/window_counts.png"),
@@ -52,6 +54,6 @@ rule report_run:
     conda:
         "../envs/torch.yaml"
     params:
-        heads=RUN.heads,
+        heads=RUN.classifiers,
     script:
         "../scripts/report_run.py"

@@ -33,7 +33,9 @@ rule baselines:
         labels=out("regions/labels.parquet"),
         embeddings=EMBEDDINGS,  # for the k-mer + language-model regression
     output:
-        out("baselines/metrics.json"),
+        metrics=out("baselines/metrics.json"),
+        # the k-mer model as a head classify can annotate with (classify.kmer_baseline)
+        kmer_head=multiext(f"{KMER_HEAD_DIR}/head", ".json", ".safetensors"),
     log:
         logfile("baselines/baselines.log"),
     conda:

@@ -317,6 +317,7 @@ class ClassifySettings:
     pretrained_head: str = default("classify.pretrained_head")  # set: annotate with it, train nothing
     shards_per_job: int = default("classify.shards_per_job")
     tracks: bool = default("classify.tracks")
+    kmer_baseline: bool = default("classify.kmer_baseline")  # also classify with the k-mer baseline
 
 
 # ------------------------------------------------------------------ the run

@@ -30,6 +30,7 @@ from ..inputs.splits import LabelledSplits, label_sequences
 from ..io import read_parquet
 from ..settings import HeadSettings
 from ..windows.bases import reverse_complement
+from .kmer_head import from_pipeline
 from .tasks import task_for
 from .toolkit import usable_windows
 
@@ -113,10 +114,11 @@ def sequence_vectors(embedding_paths: list[str], settings: HeadSettings, n_seque
 
 
 def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | None, settings: HeadSettings,
-                  k: int = 6, embedding_paths: list[str] | None = None) -> dict:
+                  k: int = 6, embedding_paths: list[str] | None = None, head_dir: str | None = None) -> dict:
     """The baselines' metrics; with `embedding_paths`, also the k-mer + language-model model:
     a logistic regression on the k-mer frequencies and each sequence's mean window vector,
-    kept over the k-mer features alone only where validation prefers it."""
+    kept over the k-mer features alone only where validation prefers it. With `head_dir`,
+    the k-mer model is saved there as a head `classify` can annotate with (`KmerHead`)."""
     regions: pd.DataFrame = read_regions(regions_path, labels_path)
     n = len(regions)
     sets = label_sequences(regions, _usable(shard_paths, n, settings.max_n_fraction), settings,
@@ -135,19 +137,26 @@ def run_baselines(shard_paths: list[str], regions_path: str, labels_path: str | 
     names = sets.names
     task = task_for(settings.task, settings)
     suffix = task.baseline_suffix
+    kmer_metrics, kmer_model = task.fit_linear({"kmer": kmers}, y, train, val, test, names)
     result = {
         **({} if task.name == "classification" else {"task": task.name}),
         sets.kind.names_key: names,
         "sequences": sets.counts(),
         "validation_source": sets.validation_source,
-        f"kmer{k}{suffix}": task.fit_linear({"kmer": kmers}, y, train, val, test, names),
-        f"gc{suffix}": task.fit_linear({"gc": gc}, y, train, val, test, names),
+        f"kmer{k}{suffix}": kmer_metrics,
+        f"gc{suffix}": task.fit_linear({"gc": gc}, y, train, val, test, names)[0],
         "leak": shared_windows(shard_paths, sets, settings.max_n_fraction),
     }
     if embedding_paths:
         lm = sequence_vectors(embedding_paths, settings, n)[rows]
         result[f"kmer{k}_lm{suffix}"] = task.fit_linear({"kmer": kmers, "kmer+lm": np.hstack([kmers, lm])}, y, train,
-                                                        val, test, names)
+                                                        val, test, names)[0]
     if sets.notes:
         result["notes"] = sets.notes
+    if head_dir:
+        kind = f"kmer{k}{suffix}"
+        state = {"thresholds": kmer_metrics["thresholds"]} if "thresholds" in kmer_metrics else {}
+        head = from_pipeline(kmer_model, kind, k, names, {"name": task.name, **state})
+        head.metrics = {"val": kmer_metrics["val"], "test": kmer_metrics["test"]}
+        head.save(head_dir)
     return result

@@ -277,12 +277,33 @@ def classify_shards(embedding_paths: list[str], shards: int, outputs: dict[str, 
     # most recent), and the next step needs i.
     poolings = len({head.config.pooling for head in heads.values()})
     read = functools.lru_cache(maxsize=3 * poolings)(lambda path, pooling: read_embeddings([path], pooling))
+    return _classify_job(embedding_paths, shards, outputs, final,
+                         lambda paths, last: _classify_closing(paths, heads, max_n_fraction, last, read))
+
+
+def classify_kmer_shards(window_paths: list[str], shards: int, outputs: dict[str, str], max_n_fraction: float, *,
+                         final: bool) -> dict[str, pd.DataFrame]:
+    """`classify_shards` for k-mer heads (`learning.kmer_head`), from the window shards:
+    each sequence closing in the job's shards is put back together from its windows and
+    its k-mer frequencies go through every head. Same jobs, same partial files."""
+    from ..learning.kmer_head import KmerHead
+
+    heads = {head_dir: KmerHead.load(head_dir) for head_dir in outputs}
+    for head_dir, head in heads.items():
+        check_label_text(head.class_names, head_dir)
+    read = functools.lru_cache(maxsize=3)(read_window_bases)
+    return _classify_job(window_paths, shards, outputs, final,
+                         lambda paths, last: _classify_closing_bases(paths, heads, max_n_fraction, last, read))
+
+
+def _classify_job(paths: list[str], shards: int, outputs: dict[str, str], final: bool, closing) -> dict:
+    """Each of the job's last `shards` shards in turn (`closing(paths up to it, whether it is
+    the run's last)` -> head folder -> (table, provenance)), then every head's table written."""
     parts: dict[str, list] = {head_dir: [] for head_dir in outputs}
     provenance: dict[str, dict] = {}
-    for end in range(len(embedding_paths) - shards, len(embedding_paths)):
-        last = final and end == len(embedding_paths) - 1
-        for head_dir, (result, prov) in _classify_closing(embedding_paths[: end + 1], heads, max_n_fraction,
-                                                          last, read).items():
+    for end in range(len(paths) - shards, len(paths)):
+        last = final and end == len(paths) - 1
+        for head_dir, (result, prov) in closing(paths[: end + 1], last).items():
             parts[head_dir].append(result)
             provenance[head_dir] = prov
     tables = {head_dir: pd.concat(frames, ignore_index=True) for head_dir, frames in parts.items()}
@@ -290,6 +311,59 @@ def classify_shards(embedding_paths: list[str], shards: int, outputs: dict[str, 
         write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), outputs[head_dir],
                            provenance[head_dir])
     return tables
+
+
+def read_window_bases(path: str, pooling: str = "bases") -> tuple[pa.Table, np.ndarray, dict]:
+    """A window shard as `_closing_windows` reads an embedding shard: key columns, the
+    windows' bases (an object array, one string a window) and its provenance."""
+    table = read_parquet(path, columns=["seq_index", "window_index", "start", "n_fraction", "sequence"],
+                         rule="make_windows")
+    bases = np.array(table.column("sequence").to_pylist() + [None], dtype=object)[:-1]  # 1-d even when equal lengths
+    return table.drop_columns(["sequence"]), bases, read_provenance(path, rule="make_windows")
+
+
+def _classify_closing_bases(window_paths: list[str], heads: dict, max_n_fraction: float, final: bool,
+                            read) -> dict:
+    """`_classify_closing` of k-mer heads: head folder -> (seq_index + prediction table,
+    provenance) of the sequences closing in window shard `window_paths[-1]`."""
+    from ..learning.baselines import kmer_frequencies
+    from ..learning.toolkit import usable_windows
+
+    keys, bases, provenance, carried_in = _closing_windows(window_paths, "bases", final, read)
+    seq = keys.column("seq_index").to_numpy()
+    starts = keys.column("start").to_numpy()
+    usable = usable_windows(keys.column("n_fraction").to_numpy(), max_n_fraction)
+    order, bounds = np.unique(seq, return_index=True)  # windows of a sequence are consecutive
+    bounds = [*bounds.tolist(), len(seq)]
+    results = {}
+    for head_dir, head in heads.items():
+        started = time.perf_counter()
+        pred = np.full((len(order), head.n_classes), np.nan, dtype=np.float64)
+        for row, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if usable[lo:hi].any():  # as for the heads: no usable window, no call
+                pred[row] = head.predict(kmer_frequencies(_rebuild(starts[lo:hi], bases[lo:hi]), head.k)[None])[0]
+        elapsed = time.perf_counter() - started
+        print(f"{window_paths[-1]}: {len(order)} sequence(s) close here ({len(seq)} windows, {carried_in} of them "
+              f"read back from earlier shards); k-mer head {head.kind} ({head_dir}): {elapsed:.2f} s",
+              file=sys.stderr)
+        result = pd.DataFrame({"seq_index": order.astype(np.int64)})
+        prefix = task_of_config(head.task).column_prefix
+        for i, name in enumerate(head.class_names):
+            result[f"{prefix}{name}"] = pred[:, i]
+        results[head_dir] = (result, {**provenance, "stage": "classify_shard", "head": str(head_dir),
+                                      "head_kind": head.kind, "pooling": "bases", "max_n_fraction": max_n_fraction,
+                                      "class_names": list(head.class_names), "task": head.task})
+    return results
+
+
+def _rebuild(starts: np.ndarray, windows: np.ndarray) -> bytes:
+    """A sequence's bases from its windows (offsets in its own orientation), as the baselines
+    rule rebuilds them (`learning.baselines.sequences_from_windows`)."""
+    length = max(int(start) + len(window) for start, window in zip(starts, windows))
+    buffer = bytearray(b"N" * length)
+    for start, window in zip(starts, windows):
+        buffer[int(start): int(start) + len(window)] = window.encode("ascii")
+    return bytes(buffer)
 
 
 def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..encoders import ModelFolder, identify, is_local, preflight, window_fit
@@ -30,6 +30,7 @@ from ..inputs.plan import InputPlan, plan_inputs
 from ..inputs.sources import RegionSource, source_for
 from ..inputs.targets import target_kind
 from ..io import write_json_atomic
+from ..learning.kmer_head import KMER_HEAD, is_kmer_head
 from ..outputs.classify import ClassifyJob, classify_jobs
 from ..settings import (
     RunSettings,
@@ -72,10 +73,23 @@ class RunPlan:
     shards: list[str]
     classify_jobs: list[ClassifyJob]
     encoder: EncoderChain
-    heads: list[str]  # every head that classifies: trained ones, `finetuned`, or `pretrained`
+    heads: list[str]  # every head that classifies embeddings: trained ones, `finetuned`, or `pretrained`
     head_dirs: dict[str, str]
     pretrained_head: dict = field(default_factory=dict)  # its head.json, in an annotation run
     pretrain_fastas: list[str] = field(default_factory=list)
+    # Heads that classify from bases (`learning.kmer_head`): the run's own k-mer baseline
+    # (`classify.kmer_baseline`), or in an annotation run a k-mer head, which needs no embeddings.
+    kmer_heads: dict[str, str] = field(default_factory=dict)  # name -> folder
+
+    @property
+    def classifiers(self) -> list[str]:
+        """Every name under classify/: the heads, then the k-mer heads."""
+        return self.heads + list(self.kmer_heads)
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the run embeds windows at all (not an annotation run with a k-mer head)."""
+        return bool(self.heads)
 
     @property
     def trained_heads(self) -> list[str]:
@@ -154,15 +168,32 @@ def plan_run(config: dict) -> RunPlan:
         print(header_like_note(inputs.header_like), file=sys.stderr)
     shards = [shard_name(i) for i in range(plan_shards(inputs.lengths, settings.windows))]
     jobs = classify_jobs(inputs.lengths, settings.windows, settings.classify.shards_per_job)
+    pretrained = _read_pretrained_head(settings, outdir) if settings.annotating else {}
+    if is_kmer_head(pretrained):  # it reads bases: the configured encoder is never loaded, nor checked
+        settings = replace(settings, encoder=from_config({}).encoder)
     encoder = _encoder_chain(settings, outdir)
-    pretrained = _check_pretrained_head(settings, outdir, encoder) if settings.annotating else {}
-    heads = ["pretrained"] if settings.annotating else _trained_heads(settings, source, inputs)
+    if settings.annotating and not is_kmer_head(pretrained):
+        _check_head_encoder(settings, pretrained, encoder, outdir)
+    kmer_heads = {}
+    if settings.annotating and is_kmer_head(pretrained):
+        heads, kmer_heads = [], {"pretrained": settings.classify.pretrained_head}
+    elif settings.annotating:
+        heads = ["pretrained"]
+    else:
+        heads = _trained_heads(settings, source, inputs)
+        if settings.classify.kmer_baseline:
+            kmer_heads = {KMER_HEAD.format(k=settings.baseline_kmer): kmer_head_dir(outdir, settings.baseline_kmer)}
     plan = RunPlan(settings, outdir, logdir, source, inputs, shards, jobs, encoder, heads,
                    {head: settings.classify.pretrained_head if head == "pretrained" else f"{outdir}/heads/{head}"
-                    for head in heads}, pretrained)
+                    for head in heads}, pretrained, kmer_heads=kmer_heads)
     plan.pretrain_fastas = _pretrain_fastas(settings, plan.fasta, outdir) if plan.pretrain else [plan.fasta]
     _chain_steps(plan)
     return plan
+
+
+def kmer_head_dir(outdir: str, k: int) -> str:
+    """Where the baselines rule saves its k-mer model as a head."""
+    return f"{outdir}/baselines/{KMER_HEAD.format(k=k)}"
 
 
 def _encoder_chain(settings: RunSettings, outdir: str) -> EncoderChain:
@@ -200,10 +231,8 @@ def _chain_steps(plan: RunPlan) -> None:
         check_lora_rank(plan.settings.finetune.lora_r, chain.space.encoder.hidden_size)
 
 
-def _check_pretrained_head(settings: RunSettings, outdir: str, encoder: EncoderChain) -> dict:
-    """An annotation run's head, checked against what the embeddings will be, before any job:
-    the same embedding space, and the very encoder it was trained with (a head trained with
-    the fine-tuned encoder reads nothing meaningful from the encoder it started from)."""
+def _read_pretrained_head(settings: RunSettings, outdir: str) -> dict:
+    """An annotation run's head.json, from a folder this run will not overwrite."""
     folder = settings.classify.pretrained_head
     if Path(folder).resolve().is_relative_to(Path(f"{outdir}/heads").resolve()):
         raise InputError(
@@ -212,8 +241,16 @@ def _check_pretrained_head(settings: RunSettings, outdir: str, encoder: EncoderC
             fix="give the annotation run its own outdir, or copy the head elsewhere first")
     if not (Path(folder) / "head.json").exists():
         raise InputError("no trained head here (head.json missing)", path=folder,
-                         fix="set classify.pretrained_head to a results/heads/<kind> folder of a labelled run")
-    head = json.loads((Path(folder) / "head.json").read_text())
+                         fix="set classify.pretrained_head to a results/heads/<kind> folder of a labelled run "
+                             "(or results/baselines/kmer<k> for its k-mer baseline)")
+    return json.loads((Path(folder) / "head.json").read_text())
+
+
+def _check_head_encoder(settings: RunSettings, head: dict, encoder: EncoderChain, outdir: str) -> None:
+    """An annotation run's head, checked against what the embeddings will be, before any job:
+    the same embedding space, and the very encoder it was trained with (a head trained with
+    the fine-tuned encoder reads nothing meaningful from the encoder it started from)."""
+    folder = settings.classify.pretrained_head
     trained = EmbeddingSpace.from_dict(head.get("encoder", {}))
     where = f"{folder}/head.json"
     for key, was, now in trained.differences(encoder.space)[:1]:
@@ -223,7 +260,6 @@ def _check_pretrained_head(settings: RunSettings, outdir: str, encoder: EncoderC
             fix=f"run with the encoder and window settings the head was trained with (encoder "
                 f"{trained.encoder.model!r}), or train a head for this setting")
     _check_same_encoder(settings, trained, encoder, where, Path(outdir) / ".dnalm")
-    return head
 
 
 def _check_same_encoder(settings: RunSettings, trained: EmbeddingSpace, encoder: EncoderChain, where: str,

@@ -39,6 +39,8 @@ def print_summary(plan: RunPlan) -> None:
                 print(f"    {spread_line(heads[head]['seeds'], task)}")
             for warning in heads[head].get("warnings", []):
                 print(f"    warning: {warning}")
+    for head, folder in plan.kmer_heads.items():
+        print(f"  {out}/classify/{head}/predictions.tsv (and .parquet): the k-mer head {folder}, from bases")
     baselines = Path(f"{out}/baselines/metrics.json")
     if plan.trained_heads and baselines.exists():
         found = json.loads(baselines.read_text())

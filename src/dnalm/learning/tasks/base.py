@@ -67,8 +67,9 @@ class Task:
     baseline_method = ""  # how printed lines name the model
 
     def fit_linear(self, feature_sets: dict[str, np.ndarray], y: np.ndarray, train, val, test,
-                   names: list[str]) -> dict:
-        """A linear model on one of `feature_sets`, the set and regularisation chosen on val."""
+                   names: list[str]) -> tuple[dict, object]:
+        """A linear model on one of `feature_sets`, the set and regularisation chosen on val:
+        (its metrics on val and test with what was chosen, the fitted scikit-learn pipeline)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ tables

@@ -143,7 +143,7 @@ class Classification(Task):
             return classification_metrics(y[rows], proba, names)
 
         result = {"C": choice, "val": scores(val), "test": scores(test)}
-        return result if len(feature_sets) == 1 else {"features": chosen, **result}
+        return (result if len(feature_sets) == 1 else {"features": chosen, **result}), fitted
 
     def columns(self, pred, names):
         """pred_label (the most probable class; None: no call) and prob_<class>."""

@@ -172,7 +172,7 @@ class Multilabel(Task):
         result = {"C": choice, "thresholds": thresholds,
                   "val": multilabel_metrics(y[val], proba_of(val), names, thresholds),
                   "test": multilabel_metrics(y[test], proba_of(test), names, thresholds)}
-        return result if len(feature_sets) == 1 else {"features": chosen, **result}
+        return (result if len(feature_sets) == 1 else {"features": chosen, **result}), fitted
 
     def columns(self, pred, names):
         """pred_labels (the labels at or above their thresholds, ';'-separated, '-' for none;

@@ -145,7 +145,7 @@ class Regression(Task):
             return regression_metrics(y[rows], pred, names)
 
         result = {"alpha": choice, "val": scores(val), "test": scores(test)}
-        return result if len(feature_sets) == 1 else {"features": chosen, **result}
+        return (result if len(feature_sets) == 1 else {"features": chosen, **result}), fitted
 
     def columns(self, pred, names):
         """pred_<target>: the predicted values (NaN: no call)."""
