@@ -103,6 +103,29 @@ def test_finetuning_writes_an_encoder_and_head_the_workflow_can_use(tiny_models,
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
+def test_finetuning_from_three_seeds_keeps_the_first_and_reports_the_spread(tiny_models, labelled, tmp_path):
+    """finetune.seeds: 3 fine-tunings on the same splits; the encoder and head written are
+    those of a single fine-tuning from the first seed (byte for byte), and metrics.json gives
+    each seed's test accuracy, the first's that of the kept model."""
+    from dnalm.learning.finetune import finetune as finetune_seeds
+
+    spec = EncoderSpec(str(tiny_models["dnabert"]))
+    runs = {}
+    for name, settings in (("one", FAST), ("three", replace(FAST, seeds=3))):
+        folder = tmp_path / name
+        runs[name] = finetune_seeds(labelled.shards, labelled.regions, None, spec, settings,
+                                    str(folder / "checkpoint"), str(folder / "encoder"), str(folder / "head"))
+        assert not (folder / "checkpoint").exists()
+    one, three = runs["one"], runs["three"]
+    assert "seeds" not in one and three["seeds"]["seeds"] == [0, 1, 2]
+    accuracy = three["seeds"]["test"]["accuracy"]
+    assert len(accuracy["values"]) == 3 and accuracy["values"][0] == pytest.approx(three["test"]["accuracy"])
+    assert three["test"] == one["test"]
+    for name in ("encoder/model.safetensors", "head/head.safetensors"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
+    assert accuracy["min"] <= accuracy["mean"] <= accuracy["max"]
+
+
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_finetuning_never_pads_for_a_model_without_an_attention_mask(tiny_models, pooling):
     """A model that takes no attention mask (HyenaDNA-style) gets its windows in groups of

@@ -285,6 +285,13 @@ class FinetuneSettings(HeadSettings):
     lora_alpha: int = default("finetune.lora.alpha")
     lora_dropout: float = default("finetune.lora.dropout")
     precision: str = default("finetune.precision")  # auto: bf16 autocast on a GPU, fp32 on the CPU | fp32 | bf16
+    seeds: int = default("finetune.seeds")  # fine-tunings from seed, seed + 1, ...: their spread is reported
+
+    def _params(self, params: dict) -> dict:
+        params = super()._params(params)
+        if params.get("seeds") == 1:  # one fine-tuning, as before the key existed: nothing re-runs
+            params.pop("seeds")
+        return params
 
     def check(self) -> None:
         super().check()
@@ -358,7 +365,7 @@ def from_config(config: dict) -> RunSettings:
                   task=heads["task"], targets=tuple(heads["targets"] or ()), regression_loss=heads["regression_loss"],
                   **{k: training[k] for k in from_training})
     learner = {k: v for k, v in training.items() if k not in from_training}
-    tuner = {k: v for k, v in finetune.items() if k not in ("activate", "lora")}
+    tuner = {k: v for k, v in finetune.items() if k not in ("activate", "lora")}  # seeds included
     lora = {f"lora_{k}": v for k, v in finetune["lora"].items()}
     encoder = c["encoder"]
     return RunSettings(

@@ -36,13 +36,13 @@ from ..encoders import Encoder, ModelFolder, family_for, identify
 from ..encoders.loading import save_model_folder
 from ..inputs.regions import read_regions
 from ..inputs.splits import label_sequences
-from ..io import read_parquet, read_provenance
+from ..io import atomic_path, read_parquet, read_provenance
 from ..settings import EncoderSpec, FinetuneSettings
 from .checkpoint import Checkpoint, fingerprint, rng_state
 from .heads import predict, save_head
 from .model import SequenceClassifier
 from .tasks import task_for
-from .toolkit import better, head_metrics, new_head, usable_windows, warmup_linear_decay
+from .toolkit import better, head_metrics, new_head, seed_spread, usable_windows, warmup_linear_decay
 from .windowsets import WindowSets
 
 WINDOW_COLUMNS = ["seq_index", "start", "n_fraction", "sequence"]
@@ -228,12 +228,19 @@ class Finetuner:
         return total / max(n_steps, 1)
 
     # ----------------------------------------------------------------- output
-    def save(self, encoder_dir: str, head_dir: str) -> dict:
-        """The fine-tuned encoder folder and the head tied to it; returns the metrics."""
-        s = self.settings
+    def predictions(self) -> tuple:
+        """(task, val predictions, test predictions) of the kept epoch, the task's state
+        (thresholds) learnt from validation: one seed's entry of `toolkit.seed_spread`."""
         val_rows, test_rows = self.sets.rows("val"), self.sets.rows("test")
         val_pred, test_pred = self.evaluate(val_rows), self.evaluate(test_rows)
         self.task.finish(val_pred, self.sets.y[val_rows])  # e.g. thresholds chosen on validation
+        self.last_predictions = (self.task, val_pred, test_pred)
+        return self.last_predictions
+
+    def save(self, encoder_dir: str, head_dir: str) -> dict:
+        """The fine-tuned encoder folder and the head tied to it; returns the metrics."""
+        s = self.settings
+        _, val_pred, test_pred = self.predictions()
         model = self.encoder.model
         if s.lora_r > 0:
             model = model.merge_and_unload()
@@ -273,3 +280,57 @@ def adapt_encoder(model, settings: FinetuneSettings, log):
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def finetune(shard_paths: list[str], regions_path: str, labels_path: str | None, spec: EncoderSpec,
+             settings: FinetuneSettings, checkpoint_dir: str, encoder_dir: str, head_dir: str,
+             engine: EngineSettings | None = None) -> dict:
+    """Rule finetune: fine-tune `settings.seeds` times from seeds seed, seed + 1, ... on the
+    same splits, keep the first seed's encoder and head, and return its metrics with the
+    spread of every val and test metric over the seeds (`seeds`).
+
+    The extra seeds run first, one at a time (one encoder in memory), each with its own
+    checkpoint folder under `checkpoint_dir`, so a killed job resumes the seed it was in;
+    a finished seed keeps only its predictions there, until the kept seed is saved.
+    """
+    extra = []
+    for seed in range(settings.seed + 1, settings.seed + settings.seeds):
+        tuner = Finetuner(shard_paths, regions_path, labels_path, spec, replace(settings, seed=seed),
+                          f"{checkpoint_dir}/seed_{seed}", engine=engine)
+        extra.append(_seed_predictions(tuner, settings))
+        del tuner
+    tuner = Finetuner(shard_paths, regions_path, labels_path, spec, settings, checkpoint_dir, engine=engine)
+    tuner.run()
+    metrics = tuner.save(encoder_dir, head_dir)
+    if settings.seeds > 1:
+        metrics["seeds"] = seed_spread(tuner.sets, [tuner.last_predictions] + extra,
+                                       list(range(settings.seed, settings.seed + settings.seeds)))
+    return metrics
+
+
+def _seed_predictions(tuner: Finetuner, settings: FinetuneSettings) -> tuple:
+    """One extra seed's (task, val, test predictions): read back where that seed finished
+    before (same fingerprint), else trained now and kept in its checkpoint folder."""
+    import json
+
+    from .tasks import task_for
+
+    done = tuner.checkpoint.folder / "predictions.npz"
+    if done.exists():
+        with np.load(done, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            if meta["fingerprint"] == tuner.checkpoint.fingerprint:
+                print(f"fine-tuning seed {tuner.settings.seed}: finished before, predictions read back",
+                      file=tuner.log, flush=True)
+                return task_for(settings.task, settings, meta["state"]), saved["val"], saved["test"]
+    print(f"fine-tuning seed {tuner.settings.seed} of {settings.seed}..{settings.seed + settings.seeds - 1} "
+          "(for the spread; the first seed's model is kept)", file=tuner.log, flush=True)
+    tuner.run()
+    task, val_pred, test_pred = tuner.predictions()
+    tuner.checkpoint.remove()
+    done.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"fingerprint": tuner.checkpoint.fingerprint, "state": task.state})
+    with atomic_path(done) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, val=val_pred, test=test_pred, meta=np.array(meta))
+    return task, val_pred, test_pred
