@@ -1,0 +1,1 @@
+"""Variant effects: read a VCF against the reference, build allele windows, score, write back."""
