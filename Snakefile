@@ -22,6 +22,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/train.smk"
 include: "rules/classify.smk"
+include: "rules/variants.smk"
 include: "rules/report.smk"
 
 

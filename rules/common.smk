@@ -59,12 +59,15 @@ def logfile(path):
 def start_run():
     """onstart (real runs only, not dry runs): lock the outdir, save the input plan."""
     from dnalm.inputs.plan import save_plan
+    from dnalm.variants.stage import save_variant_plan
 
     try:
         take_run_lock(RUN.outdir)
     except InputError as err:
         raise WorkflowError(str(err))
     save_plan(RUN.inputs, RUN.outdir)
+    if RUN.variants:
+        save_variant_plan(RUN.variants, RUN.outdir)
 
 
 def end_run():
@@ -74,6 +77,7 @@ def end_run():
 
 wildcard_constraints:
     shard=r"\d{5}",
+    vshard=r"\d{5}",
     group=r"\d{5}",
     head=r"[A-Za-z0-9_]+",
 
@@ -81,6 +85,7 @@ wildcard_constraints:
 # ------------------------------------------------------------------- paths
 FASTA_COPY = [RUN.fasta] if RUN.inputs.fasta.recompress else []
 KMER_HEAD_DIR = kmer_head_dir(RUN.outdir, S.baseline_kmer)  # written by rule baselines
+VARIANT_OUTPUTS = ("scores.parquet", "scores.tsv", "scored.vcf.gz", "scored.vcf.gz.tbi", "skipped.tsv")
 WINDOW_SHARDS = expand(out("windows/shard_{shard}.parquet"), shard=RUN.shards)
 EMBEDDINGS = expand(out("embeddings/shard_{shard}.parquet"), shard=RUN.shards)
 HEAD_FILES = [
@@ -107,6 +112,8 @@ def final_outputs():
             out("report/metrics.tsv"),
             *RUN.report_figures.values(),
         ]
+    if RUN.variants:
+        outputs += [out(f"variants/{name}") for name in VARIANT_OUTPUTS]
     return outputs
 
 

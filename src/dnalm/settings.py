@@ -327,6 +327,15 @@ class ClassifySettings:
     kmer_baseline: bool = default("classify.kmer_baseline")  # also classify with the k-mer baseline
 
 
+@dataclass(frozen=True)
+class VariantSettings:
+    vcf: str = default("variants.vcf")  # set: the run scores the VCF's variants
+    regions: str = default("variants.regions")
+    ref_mismatch: str = default("variants.ref_mismatch")  # stop | skip
+    per_shard: int = default("variants.per_shard")
+    zero_shot: bool = default("variants.zero_shot")
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -348,6 +357,7 @@ class RunSettings:
     pretrain_fasta: tuple[str, ...]  # empty: the run's own FASTA
     baseline_kmer: int
     classify: ClassifySettings = field(default_factory=ClassifySettings)
+    variants: VariantSettings = field(default_factory=VariantSettings)
 
     @property
     def annotating(self) -> bool:
@@ -385,4 +395,5 @@ def from_config(config: dict) -> RunSettings:
         pretrain_fasta=tuple(pretrain["fasta"]),
         baseline_kmer=c["baselines"]["kmer"],
         classify=ClassifySettings(**c["classify"]),
+        variants=VariantSettings(**c["variants"]),
     )

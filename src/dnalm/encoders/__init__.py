@@ -105,6 +105,25 @@ def window_fit(window_size: int, limits: tuple[int | None, int | None], position
     return ""
 
 
+MLM_HEAD_WEIGHTS = ("lm_head.", "cls.predictions.")  # BERT's and ESM's masked-LM heads
+
+
+def masked_lm_head_in(folder: ModelFolder) -> bool:
+    """Whether a model folder's checkpoint carries a masked-LM head (without torch): a native
+    port's published form says so; otherwise its safetensors hold BERT's or ESM's LM-head
+    weights (a .bin checkpoint: its architectures say *ForMaskedLM). Loading a model without
+    one as a masked LM would give it a random head, and a score of noise."""
+    from .loading import native_form
+
+    form = native_form(folder)
+    if form is not None:
+        return form.has_lm_head
+    names = folder.weight_names()
+    if names is None:
+        return any(str(a).endswith("ForMaskedLM") for a in folder.config.get("architectures") or [])
+    return any(name.startswith(MLM_HEAD_WEIGHTS) or f".{MLM_HEAD_WEIGHTS[0]}" in name for name in names)
+
+
 def preflight(spec: EncoderSpec, window_size: int, masked_lm: bool = False) -> tuple[Family, str]:
     """DAG-time checks (reads small files only, imports no torch): (family, note).
     `masked_lm`: the run also pretrains the model as a masked LM."""
@@ -170,6 +189,21 @@ class Encoder:
                                "int8" if arithmetic == "int8" else str(dtype).removeprefix("torch."))
         return cls(family, tokenizer, model, identity, space, capacity, takes_attention_mask(model), device,
                    1 if arithmetic == "int8" else None)
+
+
+def masked_lm_logits(model, input_ids, attention_mask, masked):
+    """Vocabulary logits (masked tokens, vocab) at the `masked` positions (batch, tokens) of a
+    masked-LM model, in row-major order. The LM head (BERT's `cls`, ESM's `lm_head`) is run
+    on those positions, not on every token: with a 4,101-token k-mer vocabulary it costs more
+    than a small encoder itself."""
+    if hasattr(model, "lm_logits"):  # a native port: encoder and LM head apart
+        return model.lm_logits(model.encode(input_ids, attention_mask)[masked])
+    base = getattr(model, "base_model", None)
+    heads = [m for _, m in model.named_children() if m is not base]
+    if base is not None and base is not model and len(heads) == 1:
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask)[0]  # (batch, tokens, hidden)
+        return heads[0](hidden[masked])
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits[masked]
 
 
 def _hidden(model) -> int | None:

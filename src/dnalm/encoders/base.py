@@ -235,6 +235,20 @@ class ModelFolder:
                                  path=self.path, fix="download the weight files again, or use the config.json "
                                                      "that came with these weights")
 
+    def weight_names(self) -> list[str] | None:
+        """The tensor names of the safetensors weight files (None where a .bin holds the
+        weights: its names are known once torch loads it)."""
+        import struct
+
+        names: list[str] = []
+        for path in sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+            if path.suffix != ".safetensors":
+                return None
+            with open(path, "rb") as fh:
+                length = struct.unpack("<Q", fh.read(8))[0]
+                names += [k for k in json.loads(fh.read(length)) if k != "__metadata__"]
+        return names
+
     def weight_files(self) -> list[Path]:
         """config.json and the weight files: what `weights_sha256` hashes."""
         return sorted(p for p in self.path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)

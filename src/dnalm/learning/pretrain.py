@@ -28,7 +28,7 @@ import torch
 
 from ..compute import autocast, pick_device
 from ..embedding.engine import plan_passes
-from ..encoders import Encoder, Ragged
+from ..encoders import Encoder, Ragged, masked_lm_logits
 from ..encoders.loading import save_model_folder
 from ..errors import InputError
 from ..inputs.fasta import check_pretrain_lengths, open_fasta, read_fai
@@ -145,25 +145,12 @@ class Pretrainer:
         labels_t = to(labels)
         masked = labels_t != -100
         with autocast(self.settings.precision, self.device):
-            logits = self._masked_logits(to(inputs), to(attention), masked)  # (masked tokens, vocab)
+            logits = masked_lm_logits(self.model, to(inputs), to(attention), masked)  # (masked tokens, vocab)
         targets = labels_t[masked]
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         correct = int((logits.argmax(-1) == targets).sum())
         baseline = int((targets == self.most_frequent).sum())
         return loss, correct, baseline, int(masked.sum())
-
-    def _masked_logits(self, input_ids, attention_mask, masked):
-        """Vocabulary logits at the masked positions only. The LM head (BERT's `cls`, ESM's
-        `lm_head`) is run on those positions, not on every token: with a 4,101-token k-mer
-        vocabulary it costs more than a small encoder itself."""
-        if hasattr(self.model, "lm_logits"):  # a native port: encoder and LM head apart
-            return self.model.lm_logits(self.model.encode(input_ids, attention_mask)[masked])
-        base = getattr(self.model, "base_model", None)
-        heads = [m for _, m in self.model.named_children() if m is not base]
-        if base is not None and base is not self.model and len(heads) == 1:
-            hidden = base(input_ids=input_ids, attention_mask=attention_mask)[0]  # (batch, tokens, hidden)
-            return heads[0](hidden[masked])
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[masked]
 
     def heldout(self) -> dict:
         """Masked-token accuracy on the held-out windows, masked the same way every time."""

@@ -28,6 +28,9 @@ from ..errors import InputError
 from ..io import _json_default, atomic_path
 
 INFO_PREFIX = "DNALM_"
+# The VCF specification's reserved END; a VCF with symbolic alleles (<DEL>) that does not
+# declare it reads, but htslib refuses to write its records back.
+END_LINE = '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">'
 PROVENANCE_HEADER_KEY = "dnalm_provenance"
 KEY_COLUMNS = ("record", "alt_index")
 SORT_FIX = "sort it: bcftools sort in.vcf -Oz -o sorted.vcf.gz"
@@ -257,6 +260,8 @@ def _write_records(vcf_in, scan: _Scan, scores: _Scores, keys: dict[str, str], d
         # Declared before the first record is read, so the records parse against the
         # output header's dictionary and can be written as they are.
         _declare_missing(header, scan.header)
+        if "END" not in header.info:  # htslib cannot write a symbolic allele's record without it
+            header.add_line(END_LINE)
         for column in scores.columns:
             header.add_line(_info_line(keys[column], descriptions[column]))
         if provenance is not None:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..encoders import ModelFolder, identify, is_local, preflight, window_fit
+from ..encoders import ModelFolder, identify, is_local, masked_lm_head_in, preflight, window_fit
 from ..encoders.tiny import planned_identity, tiny_positions, tiny_window_limits
 from ..errors import InputError
 from ..identity import EmbeddingSpace
@@ -38,6 +38,7 @@ from ..settings import (
     check_lora_rank,
     from_config,
 )
+from ..variants.stage import VariantPlan, plan_variants
 from ..windows.shards import plan_shards, shard_name
 from .jobs import check_run_folder
 
@@ -80,6 +81,14 @@ class RunPlan:
     # Heads that classify from bases (`learning.kmer_head`): the run's own k-mer baseline
     # (`classify.kmer_baseline`), or in an annotation run a k-mer head, which needs no embeddings.
     kmer_heads: dict[str, str] = field(default_factory=dict)  # name -> folder
+    variants: VariantPlan | None = None  # variants.vcf set: the variants to score, checked
+    # The masked-LM model of the variants' zero-shot score (files, hub id); empty: no LLR.
+    zero_shot_files: list[str] = field(default_factory=list)
+    zero_shot_hub_id: str = ""
+
+    @property
+    def variant_shards(self) -> list[str]:
+        return [shard_name(i) for i in range(self.variants.shards)] if self.variants else []
 
     @property
     def classifiers(self) -> list[str]:
@@ -188,7 +197,41 @@ def plan_run(config: dict) -> RunPlan:
                     for head in heads}, pretrained, kmer_heads=kmer_heads)
     plan.pretrain_fastas = _pretrain_fastas(settings, plan.fasta, outdir) if plan.pretrain else [plan.fasta]
     _chain_steps(plan)
+    if settings.variants.vcf:
+        _plan_variants(plan)
     return plan
+
+
+def _plan_variants(plan: RunPlan) -> None:
+    """The variants to score, checked against the reference before any job, and the model
+    of their zero-shot score: the chain's masked LM (the configured or pretrained model;
+    fine-tuning keeps no masked-LM head)."""
+    settings = plan.settings
+    if not plan.heads:
+        raise InputError("variants.vcf is set, but this run classifies with a k-mer head, which reads no windows "
+                         "a variant changes through a language model", path=settings.classify.pretrained_head,
+                         fix="score variants in a labelled run, or with a head trained on embeddings")
+    if plan.inputs.fasta.recompress:
+        raise InputError("variants are read against the reference before any job, which needs it bgzipped or plain, "
+                         "not gzip", path=plan.inputs.fasta.source,
+                         fix=f"recompress it: zcat {plan.inputs.fasta.source} | bgzip > reference.fa.gz")
+    plan.variants = plan_variants(settings.variants, plan.fasta, settings.windows.size, plan.outdir)
+    chain = plan.encoder
+    if settings.variants.zero_shot and _has_masked_lm_head(plan):
+        plan.zero_shot_files, plan.zero_shot_hub_id = chain.base_files, chain.base_hub_id
+
+
+def _has_masked_lm_head(plan: RunPlan) -> bool:
+    """Whether the model the chain starts fine-tuning from carries a masked-LM head: the
+    tiny encoders and pretrained models do; a configured model where its folder says so
+    (a native port's form, else a *ForMaskedLM architecture with LM-head weights)."""
+    if plan.pretrain or plan.settings.encoder.source == "tiny":
+        return True
+    folder = plan.encoder.folder
+    has = masked_lm_head_in(folder)
+    if not has:
+        print(f"note: {folder.path} has no masked-LM head, so variants get no zero-shot score (llr)", file=sys.stderr)
+    return has
 
 
 def kmer_head_dir(outdir: str, k: int) -> str:

@@ -54,4 +54,8 @@ def print_summary(plan: RunPlan) -> None:
             print(f"  {choice_line(heads, found)}")
     if plan.settings.classify.tracks:
         print(f"  tracks: {out}/classify/<head>/tracks/ ({TRACKS[task]}; tracks.tsv maps them to files)")
+    if plan.variants:
+        print(f"  variants: {plan.variants.scored} scored, {plan.variants.skipped} ALT(s) skipped (why: "
+              f"{out}/variants/skipped.tsv): {out}/variants/scores.tsv (and .parquet), {out}/variants/scored.vcf.gz "
+              "(+ .tbi; the scores as INFO fields)")
     print("  report: snakemake --report report.html (with the same --configfile options)")

@@ -1,0 +1,252 @@
+"""The variant-effect stage of a run (`variants.vcf` set): plan, table, scoring jobs, gather.
+
+    plan_variants      DAG time: the VCF read and checked against the reference (REF at
+                       every record, contig names, unscorable alleles), so a bad VCF stops
+                       the run before any job; the count of variants to score sets the
+                       number of scoring jobs. Kept under <outdir>/.dnalm/ while the inputs
+                       are unchanged, so a large VCF is read once.
+    variant_table      job: variants/variants.parquet (one row per scored ALT, VCF order)
+                       and variants/skipped.tsv (one row per ALT not scored, with why).
+    score_shard        job (the GPU job on a cluster, like embed_shard): `variants.per_shard`
+                       rows of the table scored (`variants.scoring`).
+    gather_scores      job: scores.parquet and scores.tsv in VCF order, and the input VCF
+                       with every score as an INFO field, bgzipped and tabix-indexed.
+
+Variant windows are `windows.size` bases (`variants.alleles`); a variant whose alleles or
+contig do not fit one is skipped with its reason, as is every ALT `variants.records` cannot
+score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import __version__
+from ..errors import InputError
+from ..inputs.fasta import open_fasta, read_fai
+from ..io import read_parquet, read_provenance, write_json_atomic, write_table_atomic
+from .alleles import allele_windows, window_problem
+from .records import Skipped, Variant, read_regions_bed, read_variants, write_skipped
+
+TABLE_COLUMNS = ("record", "alt_index", "chrom", "pos", "id", "ref", "alt", "kind")
+KEY_COLUMNS = ("record", "alt_index")
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    scored: int  # ALTs to score
+    skipped: int  # ALTs listed in skipped.tsv
+    per_shard: int
+    key: str
+
+    @property
+    def shards(self) -> int:
+        return max(1, -(-self.scored // self.per_shard))
+
+
+def read_and_check(vcf: str, fasta: str, window_size: int, regions: str = "",
+                   ref_mismatch: str = "stop") -> tuple[list[Variant], list[Skipped]]:
+    """The variants to score and the skipped ALTs, in VCF order: `read_variants`, then the
+    variants whose windows cannot be made (`window_problem`) moved to the skipped."""
+    wanted = read_regions_bed(regions) if regions else None
+    variants, skipped = read_variants(vcf, fasta, regions=wanted, ref_mismatch=ref_mismatch)
+    lengths = read_fai(fasta)
+    kept = []
+    for variant in variants:
+        problem = window_problem(variant, window_size, lengths[variant.chrom])
+        (skipped.append(Skipped.of(variant, problem)) if problem else kept.append(variant))
+    skipped.sort(key=lambda row: (row.record, row.alt_index))
+    return kept, skipped
+
+
+def _file_state(path: str) -> list | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def _plan_key(settings, fasta: str, window_size: int) -> str:
+    from . import alleles, records
+
+    code = b"".join(Path(module.__file__).read_bytes() for module in (records, alleles, sys.modules[__name__]))
+    files = [settings.vcf, settings.regions, fasta, f"{fasta}.fai"]
+    state = {"version": __version__, "code": hashlib.sha256(code).hexdigest(), "settings": asdict(settings),
+             "window_size": window_size, "files": [_file_state(f) if f else None for f in files]}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def _plan_file(outdir: str) -> Path:
+    return Path(outdir) / ".dnalm" / "variants_plan.json"
+
+
+def plan_variants(settings, fasta: str, window_size: int, outdir: str) -> VariantPlan:
+    """The variant plan (every check made), from the cache under `outdir` when the VCF,
+    regions, reference and settings are those it was made from."""
+    key = _plan_key(settings, fasta, window_size)
+    try:
+        cached = json.loads(_plan_file(outdir).read_text())
+        if cached.get("key") == key:
+            return VariantPlan(**cached)
+    except (OSError, ValueError, TypeError):
+        pass
+    variants, skipped = read_and_check(settings.vcf, fasta, window_size, settings.regions, settings.ref_mismatch)
+    if not variants:
+        raise InputError(f"no variant to score: {len(skipped)} ALT(s) skipped (the first: "
+                         f"{_first_reason(skipped)})" if skipped else "no variant in the VCF (or in variants.regions)",
+                         path=settings.vcf, fix="check variants.vcf, variants.regions and the reasons above")
+    return VariantPlan(len(variants), len(skipped), settings.per_shard, key)
+
+
+def _first_reason(skipped: list[Skipped]) -> str:
+    row = skipped[0]
+    return f"{row.chrom}:{row.pos} {row.ref}>{row.alt}: {row.reason}"
+
+
+def save_variant_plan(plan: VariantPlan, outdir: str) -> None:
+    write_json_atomic(_plan_file(outdir), asdict(plan))
+
+
+# --------------------------------------------------------------------- table
+
+
+def variant_table(vcf: str, fasta: str, window_size: int, regions: str, ref_mismatch: str, table_out: str,
+                  skipped_out: str, expected: int) -> None:
+    """variants.parquet (TABLE_COLUMNS) and skipped.tsv; `expected`: the DAG's count."""
+    variants, skipped = read_and_check(vcf, fasta, window_size, regions, ref_mismatch)
+    if len(variants) != expected:
+        raise InputError(f"holds {len(variants)} variants to score, but {expected} when the run was planned",
+                         path=vcf, fix="the VCF changed while the workflow ran: run snakemake again")
+    table = pd.DataFrame([{name: getattr(v, name) for name in TABLE_COLUMNS} for v in variants],
+                         columns=list(TABLE_COLUMNS))
+    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), table_out,
+                       {"stage": "variants", "vcf": os.path.abspath(vcf), "reference": os.path.abspath(fasta),
+                        "window_size": window_size, "skipped": len(skipped)})
+    write_skipped(skipped, skipped_out)
+    reasons: dict[str, int] = {}
+    for row in skipped:
+        reasons[row.reason.split(" (")[0]] = reasons.get(row.reason.split(" (")[0], 0) + 1
+    print(f"{len(variants)} variant(s) to score, {len(skipped)} ALT(s) skipped"
+          + "".join(f"\n  {count} {reason}" for reason, count in reasons.items()), file=sys.stderr)
+
+
+# ------------------------------------------------------------------- scoring
+
+
+def _variant(row) -> Variant:
+    return Variant(int(row.record), int(row.alt_index), row.chrom, int(row.pos), row.id, row.ref, row.alt)
+
+
+def shard_windows(table: pd.DataFrame, fasta: str, window_size: int) -> tuple[list[str], list[str], pd.DataFrame]:
+    """The ref and alt windows of the table's rows, and where each lies."""
+    from .scoring import as_model_bases
+
+    lengths = read_fai(fasta)
+    refs, alts, places = [], [], []
+    with open_fasta(fasta) as reference:
+        for row in table.itertuples(index=False):
+            windows = allele_windows(_variant(row), reference, window_size, lengths[row.chrom])
+            refs.append(as_model_bases(windows.ref_seq))
+            alts.append(as_model_bases(windows.alt_seq))
+            places.append((windows.start0, windows.alt_start0, windows.shifted))
+    where = pd.DataFrame(places, columns=["window_start", "alt_window_start", "shifted"])
+    return refs, alts, where
+
+
+def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_size: int, window_stride: int,
+                spec, head_dirs: dict[str, str], pooling: str, out_path: str, *, mlm_spec=None,
+                device: str = "cpu", engine_settings=None) -> pd.DataFrame:
+    """Scores of rows [shard * per_shard, (shard + 1) * per_shard) of the variant table.
+
+    `spec`: the encoder the heads read (the run's embedding encoder); `head_dirs`: head
+    name -> folder; `pooling`: the window vector the distances use; `mlm_spec`: the
+    masked-LM model of the zero-shot score (None: no LLR column).
+    """
+    from ..compute import pick_device
+    from ..embedding.engine import Embedder
+    from ..encoders import Encoder
+    from ..learning.heads import check_compatible, load_head, predict
+    from .scoring import FIXED_MEANINGS, ZeroShot, describe_llr_method, distances, head_columns, one_window_sets
+
+    device = pick_device(device)
+    full = read_parquet(table_path, rule="variant_table").to_pandas()
+    table = full.iloc[shard * per_shard: (shard + 1) * per_shard].reset_index(drop=True)
+    refs, alts, where = shard_windows(table, fasta, window_size)
+    n = len(table)
+    started = time.perf_counter()
+    encoder = Encoder.load(spec, window_size, window_stride, device)
+    vectors = Embedder(encoder, engine_settings).embed(refs + alts, spec.strands)
+    columns: dict[str, np.ndarray] = {}
+    meanings = dict(FIXED_MEANINGS)
+    chosen = vectors.mean if pooling == "mean" else vectors.summary
+    columns.update(distances(chosen[:n], chosen[n:]))
+    for name, folder in head_dirs.items():
+        head = load_head(folder)
+        check_compatible(head.config, chosen.shape[1], encoder.space.as_dict(), Path(folder))
+        matrix = vectors.mean if head.config.pooling == "mean" else vectors.summary
+        data = one_window_sets(matrix, vectors.tokens, window_stride)
+        rows = np.arange(2 * n)
+        usable = data.has_usable()
+        outputs = np.full((2 * n, head.config.n_classes), np.nan)
+        outputs[usable] = predict(head, data, rows[usable])
+        task = (head.config.task or {}).get("name", "classification")
+        head_scores, head_meanings = head_columns(name, task, list(head.config.class_names), outputs[:n], outputs[n:])
+        columns.update(head_scores)
+        meanings.update(head_meanings)
+    if mlm_spec is not None:
+        mlm = Encoder.load(mlm_spec, window_size, window_stride, device, masked_lm=True, hash_weights=False)
+        print(describe_llr_method(mlm.tokenizer), file=sys.stderr)
+        columns["llr"] = ZeroShot(mlm).llr(refs, alts, spec.strands)
+    else:
+        meanings.pop("llr")
+    elapsed = time.perf_counter() - started
+    print(f"{n} variant(s) scored on {device} in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} variants/s)",
+          file=sys.stderr)
+    result = pd.concat([table[list(KEY_COLUMNS)], where, pd.DataFrame(columns)], axis=1)
+    provenance = {**read_provenance(table_path, rule="variant_table"), **encoder.space.as_dict(),
+                  "stage": "score_variants", "heads": head_dirs, "pooling": pooling,
+                  "zero_shot_model": mlm_spec.model if mlm_spec is not None else None, "meanings": meanings}
+    write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), out_path, provenance)
+    return result
+
+
+# -------------------------------------------------------------------- gather
+
+
+def gather_scores(shard_paths: list[str], table_path: str, vcf: str, parquet_out: str, tsv_out: str,
+                  vcf_out: str) -> pd.DataFrame:
+    """The shards' scores in VCF order beside each variant's chrom, pos, id, ref, alt;
+    Parquet, TSV, and the input VCF with the scores as INFO fields."""
+    from ..io import atomic_path
+    from .vcf_out import write_scored_vcf
+
+    table = read_parquet(table_path, rule="variant_table").to_pandas()
+    parts = [read_parquet(path, rule="score_variants").to_pandas() for path in shard_paths]
+    scores = pd.concat(parts, ignore_index=True)
+    if not (scores[list(KEY_COLUMNS)].to_numpy() == table[list(KEY_COLUMNS)].to_numpy()).all() \
+            or len(scores) != len(table):
+        raise RuntimeError("the scored shards do not hold the variant table's rows in order: re-run the workflow")
+    provenance = read_provenance(shard_paths[0], rule="score_variants")
+    meanings = provenance.pop("meanings")
+    score_columns = [c for c in scores.columns if c in meanings]
+    merged = pd.concat([table, scores.drop(columns=list(KEY_COLUMNS))], axis=1)
+    write_table_atomic(pa.Table.from_pandas(merged, preserve_index=False), parquet_out,
+                       {**provenance, "stage": "variants", "meanings": meanings})
+    with atomic_path(tsv_out) as tmp:
+        merged.drop(columns=list(KEY_COLUMNS)).to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+    write_scored_vcf(vcf, scores[list(KEY_COLUMNS) + score_columns], {c: meanings[c] for c in score_columns},
+                     vcf_out, provenance={key: value for key, value in provenance.items() if key != "heads"})
+    print(f"{len(merged)} variant(s), {len(score_columns)} score(s) each: {parquet_out}, {tsv_out}, {vcf_out}",
+          file=sys.stderr)
+    return merged

@@ -1,0 +1,125 @@
+"""The variant stage in a real run: a VCF on the bundled E. coli genome scored by the run's
+head, zero-shot and by embedding distance, sharded, gathered in VCF order and written back
+into the VCF; and the scores' definitions checked against direct computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+from helpers.data import DATA, ECOLI
+from helpers.workflow import Workdir, jobs_in_dry_run, write_bed_subset
+
+from dnalm.io import read_parquet
+from dnalm.variants.stage import score_shard
+
+COMPLEMENT = {"A": "C", "C": "G", "G": "T", "T": "A"}
+
+
+def write_vcf(path, records: list[tuple[str, int, str, str]], contig: str, length: int) -> None:
+    lines = ["##fileformat=VCFv4.2", f"##contig=<ID={contig},length={length}>",
+             '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for i, (chrom, pos, ref, alt) in enumerate(records):
+        lines.append(f"{chrom}\t{pos}\tv{i}\t{ref}\t{alt}\t50\tPASS\tDP={10 + i}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def ecoli_variants(n_snv: int = 12) -> tuple[list[tuple[str, int, str, str]], str, int]:
+    """SNVs, indels, a multi-allelic site, both contig ends, and two ALTs no model scores."""
+    with pysam.FastaFile(str(ECOLI)) as fasta:
+        contig = fasta.references[0]
+        length = fasta.get_reference_length(contig)
+        seq = lambda start, end: fasta.fetch(contig, start, end).upper()  # noqa: E731
+        rng = np.random.default_rng(7)
+        records = []
+        for pos in sorted(rng.choice(np.arange(10_000, length - 10_000), n_snv, replace=False)):
+            ref = seq(int(pos) - 1, int(pos))
+            records.append((contig, int(pos), ref, COMPLEMENT[ref]))
+        records += [
+            (contig, 1, seq(0, 1), COMPLEMENT[seq(0, 1)]),  # the first base
+            (contig, length - 3001, seq(length - 3002, length - 2998), seq(length - 3002, length - 3001)),  # deletion
+            (contig, length - 2001, seq(length - 2002, length - 2001), seq(length - 2002, length - 2001) + "GAT"),
+            (contig, length - 1001, seq(length - 1002, length - 1001),
+             f"{COMPLEMENT[seq(length - 1002, length - 1001)]},{COMPLEMENT[COMPLEMENT[seq(length - 1002, length - 1001)]]}"),
+            (contig, length - 501, seq(length - 502, length - 501), "<DEL>"),
+            (contig, length - 401, seq(length - 402, length - 401), "N"),
+            (contig, length, seq(length - 1, length), COMPLEMENT[seq(length - 1, length)]),  # the last base
+        ]
+    return sorted(records, key=lambda r: r[1]), contig, length
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory):
+    wd = Workdir(tmp_path_factory.mktemp("variants") / "wd")
+    write_bed_subset(DATA / "ecoli_k12_regions.bed", wd.path("regions.bed"), 8)
+    records, contig, length = ecoli_variants()
+    write_vcf(wd.path("calls.vcf"), records, contig, length)
+    config = wd.write_config("variants.yaml", {"input": {"bed": "regions.bed"}, "heads": {"train": ["mean"]},
+                                               "variants": {"vcf": "calls.vcf", "per_shard": 8}})
+    planned = jobs_in_dry_run(wd.snakemake("-n", configs=[config]).stdout)
+    run = wd.snakemake(configs=[config])
+    return wd, records, planned, run
+
+
+def test_every_variant_is_scored_or_skipped_with_a_reason(scored_run):
+    wd, records, planned, _ = scored_run
+    scores = pd.read_csv(wd.path("results/variants/scores.tsv"), sep="\t")
+    skipped = pd.read_csv(wd.path("results/variants/skipped.tsv"), sep="\t")
+    alts = sum(len(alt.split(",")) for *_, alt in records)
+    assert len(scores) + len(skipped) == alts
+    assert sorted(skipped["reason"].str.split(" ").str[0]) == ["REF/ALT", "symbolic"]
+    assert planned["score_variants"] == -(-len(scores) // 8) and planned["variant_table"] == 1
+    assert (scores["pos"].diff().dropna() >= 0).all()  # VCF order
+    assert {"llr", "cosine_distance", "l2_distance", "mean.log2_odds.coding", "mean.p_alt.intergenic"} \
+        <= set(scores.columns)
+    assert scores[["llr", "cosine_distance", "mean.delta.coding"]].notna().all().all()
+    ends = scores[scores["pos"].isin([1, records[-1][1]])]
+    assert len(ends) == 2  # both contig ends scored, their windows moved inside the contig
+    table = read_parquet(wd.path("results/variants/scores.parquet")).to_pandas()
+    assert table.loc[table["pos"] == 1, "shifted"].item()
+    p_ref, p_alt = table["mean.p_ref.coding"], table["mean.p_alt.coding"]
+    np.testing.assert_allclose(table["mean.delta.coding"], p_alt - p_ref)
+    np.testing.assert_allclose(table["mean.log2_odds.coding"],
+                               np.log2(p_alt / (1 - p_alt)) - np.log2(p_ref / (1 - p_ref)), rtol=1e-6)
+    np.testing.assert_allclose(table["mean.score_change.coding"], (p_alt - p_ref) * np.maximum(p_ref, p_alt))
+
+
+def test_the_scored_vcf_holds_every_score_as_info(scored_run):
+    wd, records, _, run = scored_run
+    scores = read_parquet(wd.path("results/variants/scores.parquet")).to_pandas()
+    with pysam.VariantFile(str(wd.path("results/variants/scored.vcf.gz"))) as vcf:
+        header = vcf.header.info
+        assert "DNALM_llr" in header and "log-likelihood" in header["DNALM_llr"].description
+        rows = list(vcf)
+        assert len(rows) == len(records) and [r.pos for r in rows] == [r[1] for r in records]
+        assert all(r.info["DP"] == 10 + i for i, r in enumerate(rows))  # the input's fields kept
+        by_key = {(int(r.record), int(r.alt_index)): r.llr for r in scores.itertuples()}
+        for i, row in enumerate(rows):
+            for j, _ in enumerate(row.alts):
+                want = by_key.get((i, j))
+                got = row.info.get("DNALM_llr", (None,) * len(row.alts))[j]
+                assert (got is None) if want is None else got == pytest.approx(want, rel=1e-5, abs=1e-6)
+        assert len(list(vcf.fetch(records[0][0], 0, 20))) == 1  # tabix-indexed
+    assert "variants/scored.vcf.gz" in run.stdout
+
+
+def test_sharded_scores_equal_one_job(scored_run, tmp_path):
+    """The gathered shards (8 variants a job) equal one job over the whole table."""
+    wd, *_ = scored_run
+    results = wd.path("results")
+    gathered = read_parquet(results / "variants" / "scores.parquet").to_pandas()
+    from dnalm.settings import EncoderSpec
+
+    whole = score_shard(str(results / "variants" / "variants.parquet"), 0, 10_000, str(ECOLI), 512, 256,
+                        EncoderSpec(str(results / "encoder" / "tiny")), {"mean": str(results / "heads" / "mean")},
+                        "mean", str(tmp_path / "whole.parquet"), mlm_spec=EncoderSpec(str(results / "encoder" / "tiny"),
+                                                                                      precision="fp32"))
+    for column in ("llr", "cosine_distance", "mean.p_alt.coding"):
+        np.testing.assert_allclose(gathered[column], whole[column], rtol=1e-5, atol=1e-6)
+    with pysam.VariantFile(str(results / "variants" / "scored.vcf.gz")) as vcf:
+        lines = [r for r in vcf.header.records if r.key == "dnalm_provenance"]
+    assert len(lines) == 1 and json.loads(lines[0].value)["stage"] == "score_variants"
