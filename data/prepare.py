@@ -91,6 +91,55 @@ def ecoli_tile_targets(features_bed: str, fasta_fai: str, bed: str, length: int 
                                   ";".join(overlaps) or "-"]) + "\n")
 
 
+def ecoli_variants(fasta: str, vcf: str, seed: int = 15) -> None:
+    """A VCF of variants on the E. coli genome for the variant recipe (config/examples/
+    variants_ecoli.yaml). The positions and alleles are drawn (seeded), not observed: a
+    test bed of every kind of record the stage meets, each REF read from the genome. 2,000
+    SNVs, 250 deletions and 250 insertions of 1-12 bp, 100 multi-allelic sites, records at
+    both contig ends, and a few ALTs no model scores (symbolic, N, '*'), bgzipped."""
+    import random
+
+    rng = random.Random(seed)
+    with pysam.FastaFile(fasta) as reference:
+        contig = reference.references[0]
+        length = reference.get_reference_length(contig)
+
+        def bases(start0, n):
+            return reference.fetch(contig, start0, start0 + n).upper()
+
+        def other(base, k=1):
+            return "ACGT"[("ACGT".index(base) + k) % 4]
+
+        rows = []
+        for pos in rng.sample(range(2, length - 20), 2600):
+            ref = bases(pos - 1, 1)
+            kind = len(rows) % 26
+            if kind < 20:  # SNV
+                rows.append((pos, ref, other(ref, rng.randint(1, 3))))
+            elif kind < 22:  # deletion of 1-12 bp (VCF pads with the base before)
+                rows.append((pos, bases(pos - 1, 1 + rng.randint(1, 12)), ref))
+            elif kind < 24:  # insertion of 1-12 bp
+                rows.append((pos, ref, ref + "".join(rng.choice("ACGT") for _ in range(rng.randint(1, 12)))))
+            else:  # multi-allelic SNV
+                rows.append((pos, ref, f"{other(ref, 1)},{other(ref, 2)}"))
+        rows += [(1, bases(0, 1), other(bases(0, 1))), (2, bases(1, 3), bases(1, 1)),
+                 (length, bases(length - 1, 1), other(bases(length - 1, 1))),
+                 (length - 5, bases(length - 6, 6), bases(length - 6, 1)),
+                 (length - 100, bases(length - 101, 1), "<DEL>"), (length - 200, bases(length - 201, 1), "N"),
+                 (length - 300, bases(length - 301, 1), f"{other(bases(length - 301, 1))},*")]
+    rows.sort()
+    header = ["##fileformat=VCFv4.2", f"##contig=<ID={contig},length={length}>",
+              "##source=data/prepare.py ecoli_variants (drawn positions and alleles, REF from the genome)",
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = os.path.join(tmp, "variants.vcf")
+        with open(plain, "w") as out:
+            out.write("\n".join(header) + "\n")
+            for i, (pos, ref, alt) in enumerate(rows):
+                out.write(f"{contig}\t{pos}\tvar{i + 1}\t{ref}\t{alt}\t.\tPASS\t.\n")
+        pysam.tabix_compress(plain, vcf, force=True)
+
+
 def main(shared: str) -> None:
     ref = os.path.join(shared, "reference")
     for name in ["ecoli_k12_mg1655_NC_000913.3", "phiX174_NC_001422.1", "lambda_phage_NC_001416.1"]:
@@ -98,6 +147,7 @@ def main(shared: str) -> None:
     region_csv_to_bed(os.path.join(ref, "ecoli_k12_region_windows.csv.gz"), "data/ecoli_k12_regions.bed")
     ecoli_tile_targets(os.path.join(ref, "ecoli_k12_mg1655_NC_000913.3.features.bed.gz"),
                        "data/ecoli_k12_mg1655_NC_000913.3.fa.gz.fai", "data/ecoli_k12_tiles_annotated.bed")
+    ecoli_variants("data/ecoli_k12_mg1655_NC_000913.3.fa.gz", "data/ecoli_k12_variants.vcf.gz")
     with open(os.path.join(ref, "phiX174_NC_001422.1.genes.bed")) as fin, open("data/phiX174_genes.bed", "w") as out:
         out.write(fin.read())
     csv_to_fasta_and_labels(

@@ -85,7 +85,13 @@ wildcard_constraints:
 # ------------------------------------------------------------------- paths
 FASTA_COPY = [RUN.fasta] if RUN.inputs.fasta.recompress else []
 KMER_HEAD_DIR = kmer_head_dir(RUN.outdir, S.baseline_kmer)  # written by rule baselines
-VARIANT_OUTPUTS = ("scores.parquet", "scores.tsv", "scored.vcf.gz", "scored.vcf.gz.tbi", "skipped.tsv")
+VARIANT_OUTPUTS = (
+    "scores.parquet",
+    "scores.tsv",
+    "scored.vcf.gz",
+    "scored.vcf.gz.tbi",
+    "skipped.tsv",
+)
 WINDOW_SHARDS = expand(out("windows/shard_{shard}.parquet"), shard=RUN.shards)
 EMBEDDINGS = expand(out("embeddings/shard_{shard}.parquet"), shard=RUN.shards)
 HEAD_FILES = [

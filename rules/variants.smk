@@ -15,7 +15,7 @@ if RUN.variants:
         log:
             logfile("variants/variant_table.log"),
         conda:
-            "../envs/cpu.yaml"
+            "../envs/torch.yaml"
         threads: 1
         resources:
             mem_mb=4000,

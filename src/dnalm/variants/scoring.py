@@ -9,9 +9,11 @@
        score_change = delta * max(p_ref, p_alt)   (DNABERT's mutation analysis, DeepVRegulome)
    Probabilities are clipped to [1e-6, 1 - 1e-6] for the odds. For a regression head, per
    target: ref, alt and delta, in the target's units.
-2. Zero-shot, for masked-LM families (`zero_shot_llr`): log P(alt) - log P(ref) with the
+2. Zero-shot, for masked-LM families (`ZeroShot`): log P(alt) - log P(ref) with the
    tokens that cover the variant masked, averaged over both strands with
-   `encoder.strands: both`.
+   `encoder.strands: both`. It compares the ref window with the same window holding ALT
+   for REF (`zero_shot_alt`: both flanks shared, so its length changes with an indel), so
+   that the tokens that differ are those around the variant only (`llr_queries`).
 3. Embedding distance: cosine distance (1 - cosine similarity) and L2 distance between the
    ref and alt window vectors (`heads.pooling`).
 
@@ -108,6 +110,12 @@ def distances(ref: np.ndarray, alt: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------- zero-shot
+
+
+def zero_shot_alt(ref_window: str, ref_offset: int, ref_len: int, alt: str) -> str:
+    """The ref window with ALT in place of REF: both flanks as they are (W - len(REF) +
+    len(ALT) bases), so an indel shifts no token of the flanks."""
+    return ref_window[:ref_offset] + alt + ref_window[ref_offset + ref_len:]
 
 
 @dataclass(frozen=True)

@@ -148,20 +148,23 @@ def _variant(row) -> Variant:
     return Variant(int(row.record), int(row.alt_index), row.chrom, int(row.pos), row.id, row.ref, row.alt)
 
 
-def shard_windows(table: pd.DataFrame, fasta: str, window_size: int) -> tuple[list[str], list[str], pd.DataFrame]:
-    """The ref and alt windows of the table's rows, and where each lies."""
-    from .scoring import as_model_bases
+def shard_windows(table: pd.DataFrame, fasta: str, window_size: int) -> tuple[list[str], list[str], list[str],
+                                                                               pd.DataFrame]:
+    """The ref and alt windows of the table's rows (what the heads and distances read), the
+    alt windows of the zero-shot score (`scoring.zero_shot_alt`), and where each lies."""
+    from .scoring import as_model_bases, zero_shot_alt
 
     lengths = read_fai(fasta)
-    refs, alts, places = [], [], []
+    refs, alts, llr_alts, places = [], [], [], []
     with open_fasta(fasta) as reference:
         for row in table.itertuples(index=False):
             windows = allele_windows(_variant(row), reference, window_size, lengths[row.chrom])
             refs.append(as_model_bases(windows.ref_seq))
             alts.append(as_model_bases(windows.alt_seq))
+            llr_alts.append(zero_shot_alt(refs[-1], windows.ref_offset, windows.ref_len, row.alt))
             places.append((windows.start0, windows.alt_start0, windows.shifted))
     where = pd.DataFrame(places, columns=["window_start", "alt_window_start", "shifted"])
-    return refs, alts, where
+    return refs, alts, llr_alts, where
 
 
 def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_size: int, window_stride: int,
@@ -182,7 +185,7 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
     device = pick_device(device)
     full = read_parquet(table_path, rule="variant_table").to_pandas()
     table = full.iloc[shard * per_shard: (shard + 1) * per_shard].reset_index(drop=True)
-    refs, alts, where = shard_windows(table, fasta, window_size)
+    refs, alts, llr_alts, where = shard_windows(table, fasta, window_size)
     n = len(table)
     started = time.perf_counter()
     encoder = Encoder.load(spec, window_size, window_stride, device)
@@ -207,7 +210,7 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
     if mlm_spec is not None:
         mlm = Encoder.load(mlm_spec, window_size, window_stride, device, masked_lm=True, hash_weights=False)
         print(describe_llr_method(mlm.tokenizer), file=sys.stderr)
-        columns["llr"] = ZeroShot(mlm).llr(refs, alts, spec.strands)
+        columns["llr"] = ZeroShot(mlm).llr(refs, llr_alts, spec.strands)
     else:
         meanings.pop("llr")
     elapsed = time.perf_counter() - started
