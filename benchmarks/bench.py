@@ -23,6 +23,9 @@ Rows (sections, `--only` names them):
   plan      `snakemake -n` of a GRCh38-sized whole-genome tiling (3,025 contigs, 3.3 Gbp).
   gpu       a DNABERT-base-sized random encoder through the engine in bf16, against the card's
             measured bf16 matmul throughput (skipped, and said so, where no GPU is visible).
+  variants  variants scored per second: the zero-shot LLR (`dnalm.variants.scoring.ZeroShot`) and
+            the embedding of the ref and alt windows, on the first `--variants` variants of the
+            E. coli recipe VCF with the demo's tiny DNABERT-6, 1 thread; on the GPU too when visible.
 
 Timings drift on shared machines, so contenders run interleaved, round after round, and
 each keeps its best round; quote the ratios, which come from one run.
@@ -51,7 +54,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 ECOLI = REPO / "data" / "ecoli_k12_mg1655_NC_000913.3.fa.gz"
 LAMBDA = REPO / "data" / "lambda_phage_NC_001416.1.fa.gz"
-SECTIONS = ("tokenize", "embed", "precision", "agreement", "classify", "extract", "plan", "gpu")
+SECTIONS = ("tokenize", "embed", "precision", "agreement", "classify", "extract", "plan", "gpu", "variants")
+VARIANTS_VCF = REPO / "data" / "ecoli_k12_variants.vcf.gz"
 HUMAN_WINDOWS = 12_000_000  # a human genome tiled at stride 256, one strand (PERF_NOTES: 12.1 million)
 
 
@@ -685,6 +689,111 @@ def bench_gpu(args, tmp: Path) -> list[Row]:
                 f"attention)", f"{achieved / ceiling:.0%} of the ceiling")]
 
 
+# ------------------------------------------------------------------------ 8. variants
+
+
+def variant_windows(n: int):
+    """The first `n` scorable variants of the E. coli recipe VCF: (ref windows, alt windows,
+    zero-shot alt windows, variants), built as the workflow's scoring job builds them."""
+    import pysam
+
+    from dnalm.variants.alleles import allele_windows, window_problem
+    from dnalm.variants.records import read_variants
+    from dnalm.variants.scoring import as_model_bases, zero_shot_alt
+
+    variants, _ = read_variants(VARIANTS_VCF, ECOLI)
+    refs, alts, llr_alts, chosen = [], [], [], []
+    with pysam.FastaFile(str(ECOLI)) as fasta:
+        for variant in variants:
+            length = fasta.get_reference_length(variant.chrom)
+            if window_problem(variant, 512, length) is not None:
+                continue
+            w = allele_windows(variant, fasta, 512, length)
+            refs.append(as_model_bases(w.ref_seq))
+            alts.append(as_model_bases(w.alt_seq))
+            llr_alts.append(zero_shot_alt(refs[-1], w.ref_offset, w.ref_len, variant.alt))
+            chosen.append(variant)
+            if len(chosen) == n:
+                break
+    if len(chosen) < n:
+        raise SystemExit(f"the recipe VCF holds {len(chosen)} scorable variants; ask for at most that many")
+    return refs, alts, llr_alts, chosen
+
+
+def variant_rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f} variants/s" if n / seconds >= 100 else f"{n / seconds:,.1f} variants/s"
+
+
+def bench_variants(args, tmp: Path) -> list[Row]:
+    """Variants scored per second: the zero-shot LLR (a masked pass per SNV, several per indel:
+    pseudo-log-likelihood), the embedding of ref + alt windows (what the heads and distances
+    read; the heads themselves are cheap), and both, on the CPU and on a visible GPU."""
+    import collections
+
+    import torch
+
+    from dnalm.embedding.engine import Embedder
+    from dnalm.encoders import Encoder
+    from dnalm.encoders.tiny import build_tiny_encoder
+    from dnalm.settings import EncoderSpec
+    from dnalm.variants.scoring import ZeroShot, llr_queries
+
+    folder = build_tiny_encoder(tmp / "tiny", "dnabert")  # the demo's encoder shape: 2 layers x 128
+    refs, alts, llr_alts, variants = variant_windows(args.variants)
+    n = len(variants)
+    names = {"snv": "SNV", "mnv": "MNV", "insertion": "indel", "deletion": "indel", "complex": "complex indel"}
+    kinds = collections.Counter(names[v.kind] for v in variants)
+    mix = ", ".join(f"{count} {kind}{'s' if count > 1 else ''}" for kind, count in kinds.most_common())
+
+    def setup(device: str, embed_precision: str):
+        mlm = Encoder.load(EncoderSpec(str(folder), precision="fp32"), 512, 256, device, masked_lm=True)
+        embedder = Embedder(Encoder.load(EncoderSpec(str(folder), precision=embed_precision), 512, 256, device))
+        return ZeroShot(mlm), embedder
+
+    def passes(zero_shot) -> int:
+        """Masked windows the LLR runs (one per SNV, several per indel)."""
+        tokenizer = zero_shot.tokenizer
+        ref_content, alt_content = tokenizer.content(refs), tokenizer.content(llr_alts)
+        return sum(len(llr_queries(ref_content.row(i), alt_content.row(i), zero_shot.encoder.capacity)[1])
+                   for i in range(n))
+
+    def measure(label: str, device: str, embed_precision: str, where: str) -> list[Row]:
+        zero_shot, embedder = setup(device, embed_precision)
+        n_passes = passes(zero_shot)
+        log(f"variants ({label}): {n} variants ({mix}), {n_passes:,} masked windows for the LLR, "
+            f"{2 * n} windows to embed, {args.rounds} rounds (+ warm-up)")
+        best = side_by_side({"llr": lambda: zero_shot.llr(refs, llr_alts),  # both end on the host: synchronized
+                             "embed": lambda: embedder.embed(refs + alts)}, args.rounds)
+        whole = best["llr"] + best["embed"]
+        hours = 1_000_000 * whole / n / 3600
+        per = "one core" if device == "cpu" else f"one {where}"
+        return [
+            Row("8 variants", f"zero-shot LLR, fp32, {n} E. coli variants ({mix}): {n_passes:,} masked windows "
+                              f"(one per SNV, several per indel: pseudo-log-likelihood), tiny DNABERT-6 (2 x 128), "
+                              f"{where}", variant_rate(n, best["llr"]), f"{n_passes / best['llr']:,.0f} masked windows/s"),
+            Row("8 variants", f"embedding ref + alt windows ({2 * n} windows), {embed_precision}, same variants, {where}",
+                variant_rate(n, best["embed"]), rate(2 * n, best["embed"])),
+            Row("8 variants", f"whole per-variant cost: LLR + embedding (heads and distances not counted), {where}",
+                variant_rate(n, whole), f"1 million variants: {hours:,.1f} h of {per}"),
+        ]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = measure("cpu", "cpu", "fp32", "CPU, 1 thread")
+    finally:
+        torch.set_num_threads(before)
+    from dnalm.compute import pick_device
+
+    device = pick_device(args.device)
+    if not device.startswith("cuda"):
+        rows.append(Row("8 variants", "the same on the GPU (LLR fp32, embedding bf16)",
+                        "no GPU visible (torch.cuda.is_available() is False): not measured"))
+    else:
+        rows += measure("gpu", device, "bf16", torch.cuda.get_device_name(device))
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -726,6 +835,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="GPU section: auto (cuda when visible), cuda, cuda:1")
     parser.add_argument("--gpu-windows", type=int, default=8192)
     parser.add_argument("--gpu-tokens-per-batch", type=int, default=65536, help="as profiles/slurm sets it")
+    parser.add_argument("--variants", type=int, default=200, help="variants of the recipe VCF to score")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
