@@ -17,13 +17,17 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES)
 
-# In CI (CI set, root, apt-get) the report-rendering test's browser is installed
-# too; elsewhere that one test skips and says so. The SLURM test installs its
-# own packages the same way (tests/slurm/cluster.sh).
+# In CI (CI set, root, apt-get) the report-rendering test's browser and bcftools (the
+# scored-VCF test) are installed too; elsewhere those tests skip and say so. The SLURM
+# test installs its own packages the same way (tests/slurm/cluster.sh).
 test: $(BIN)/.installed
 	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
 		echo "CI: installing chromium for the report rendering test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if [ -n "$$CI" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v bcftools >/dev/null; then \
+		echo "CI: installing bcftools for the scored-VCF test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bcftools >/dev/null; \
 	fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 

@@ -123,3 +123,27 @@ def test_sharded_scores_equal_one_job(scored_run, tmp_path):
     with pysam.VariantFile(str(results / "variants" / "scored.vcf.gz")) as vcf:
         lines = [r for r in vcf.header.records if r.key == "dnalm_provenance"]
     assert len(lines) == 1 and json.loads(lines[0].value)["stage"] == "score_variants"
+
+
+def test_bcftools_reads_the_scored_vcf(scored_run):
+    """What a user runs next: bcftools (Debian's; `make test` installs it in CI) queries the
+    INFO scores of every scored ALT; the skipped ones read as missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("bcftools") is None:
+        pytest.skip("bcftools is not installed: the scored VCF is read with pysam above only "
+                    "(make test installs it in CI)")
+    wd, records, *_ = scored_run
+    vcf = wd.path("results/variants/scored.vcf.gz")
+    query = subprocess.run(["bcftools", "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%INFO/DNALM_llr\t"
+                            "%INFO/DNALM_mean.log2_odds.coding\n", str(vcf)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert len(query) == len(records)
+    scores = pd.read_csv(wd.path("results/variants/scores.tsv"), sep="\t")
+    values = [v for line in query for v in line.split("\t")[4].split(",") if v != "."]
+    assert len(values) == len(scores)
+    np.testing.assert_allclose(np.array(values, dtype=float), scores["llr"], rtol=1e-5, atol=1e-5)
+    region = subprocess.run(["bcftools", "view", "-H", str(vcf), f"{records[0][0]}:1-10"], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert len(region) == 1  # the index answers a region query

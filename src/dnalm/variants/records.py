@@ -216,6 +216,17 @@ def read_regions_bed(path: str | os.PathLike) -> list[Region]:
 # ----------------------------------------------------------------------- reading the VCF
 
 
+def open_variant_file(path: str | os.PathLike) -> pysam.VariantFile:
+    """pysam.VariantFile, without htslib's error line that a bgzipped VCF has no index:
+    none is needed to read it in order, and a line saying "[E::...]" in a user's log
+    would read as a failure."""
+    before = pysam.set_verbosity(0)
+    try:
+        return pysam.VariantFile(str(path))
+    finally:
+        pysam.set_verbosity(before)
+
+
 def _read_records(vcf: str | os.PathLike) -> Iterator[_Record]:
     """Every record of the file in order; any htslib failure is one InputError naming
     the file and the last record read before it."""
@@ -223,7 +234,7 @@ def _read_records(vcf: str | os.PathLike) -> Iterator[_Record]:
     if not path.is_file():
         raise InputError("VCF file does not exist", path=path, fix="check the path in the config")
     try:
-        reader = pysam.VariantFile(str(path))
+        reader = open_variant_file(path)
     except (OSError, ValueError) as err:
         raise InputError(f"cannot be read as VCF or BCF ({err})", path=path,
                          fix="give a VCF (plain or bgzip-compressed) or a BCF with its header lines; "

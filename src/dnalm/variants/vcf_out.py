@@ -26,6 +26,7 @@ import pysam
 from .. import __version__
 from ..errors import InputError
 from ..io import _json_default, atomic_path
+from .records import open_variant_file
 
 INFO_PREFIX = "DNALM_"
 # The VCF specification's reserved END; a VCF with symbolic alleles (<DEL>) that does not
@@ -70,7 +71,7 @@ def info_keys(columns) -> dict[str, str]:
 def _open_vcf(vcf_path) -> pysam.VariantFile:
     """The input opened with pysam (VCF, bgzipped VCF or BCF: htslib tells them apart)."""
     try:
-        return pysam.VariantFile(str(vcf_path))
+        return open_variant_file(vcf_path)
     except FileNotFoundError:
         raise InputError("does not exist", path=vcf_path, fix="check the path of the VCF in the config") from None
     except (OSError, ValueError) as err:
