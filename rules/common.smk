@@ -67,7 +67,7 @@ def start_run():
         raise WorkflowError(str(err))
     save_plan(RUN.inputs, RUN.outdir)
     if RUN.variants:
-        save_variant_plan(RUN.variants, RUN.outdir)
+        save_variant_plan(RUN.variants, RUN.outdir)  # the VCF is read once
 
 
 def end_run():
@@ -85,6 +85,7 @@ wildcard_constraints:
 # ------------------------------------------------------------------- paths
 FASTA_COPY = [RUN.fasta] if RUN.inputs.fasta.recompress else []
 KMER_HEAD_DIR = kmer_head_dir(RUN.outdir, S.baseline_kmer)  # written by rule baselines
+MUTAGENESIS_OUTPUTS = ("scores.parquet", "scores.tsv", "tracks", "heatmap.png")
 VARIANT_OUTPUTS = (
     "scores.parquet",
     "scores.tsv",
@@ -120,6 +121,8 @@ def final_outputs():
         ]
     if RUN.variants:
         outputs += [out(f"variants/{name}") for name in VARIANT_OUTPUTS]
+    if RUN.mutagenesis:
+        outputs += [out(f"mutagenesis/{name}") for name in MUTAGENESIS_OUTPUTS]
     return outputs
 
 

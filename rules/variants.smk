@@ -1,6 +1,7 @@
-# Variant effects (variants.vcf set): the checked variant table, one scoring job per
-# variants.per_shard variants (the GPU job on a cluster, like embed_shard), and a gather
-# that keeps the VCF's order and writes the scores back into it.
+# Variant effects (variants.vcf) and saturation mutagenesis (mutagenesis.regions): a
+# checked table of the variants of each study, one scoring job per variants.per_shard
+# variants (the GPU job on a cluster, like embed_shard), and a gather per study that keeps
+# the table's order: the VCF with the scores written back, or per-base tracks and a heatmap.
 
 if RUN.variants:
 
@@ -28,19 +29,104 @@ if RUN.variants:
         script:
             "../scripts/variant_table.py"
 
+    rule gather_variants:
+        input:
+            shards=expand(
+                out("variants/shards/shard_{vshard}.parquet"),
+                vshard=RUN.scoring_shards("variants"),
+            ),
+            table=out("variants/variants.parquet"),
+            vcf=S.variants.vcf,
+        output:
+            parquet=out("variants/scores.parquet"),
+            tsv=out("variants/scores.tsv"),
+            vcf=out("variants/scored.vcf.gz"),
+            tbi=out("variants/scored.vcf.gz.tbi"),
+        log:
+            logfile("variants/gather_variants.log"),
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        script:
+            "../scripts/gather_variants.py"
+
+
+if RUN.mutagenesis:
+
+    rule mutagenesis_table:
+        input:
+            regions=S.mutagenesis.regions,
+            fasta=ancient(RUN.fasta),
+        output:
+            table=out("mutagenesis/variants.parquet"),
+        log:
+            logfile("mutagenesis/mutagenesis_table.log"),
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            window_size=S.windows.size,
+            max_length=S.mutagenesis.max_length,
+            expected=RUN.mutagenesis.scored,
+        script:
+            "../scripts/mutagenesis_table.py"
+
+    rule gather_mutagenesis:
+        input:
+            shards=expand(
+                out("mutagenesis/shards/shard_{vshard}.parquet"),
+                vshard=RUN.scoring_shards("mutagenesis"),
+            ),
+            table=out("mutagenesis/variants.parquet"),
+            regions=S.mutagenesis.regions,
+            fasta=ancient(RUN.fasta),
+        output:
+            parquet=out("mutagenesis/scores.parquet"),
+            tsv=out("mutagenesis/scores.tsv"),
+            tracks=directory(out("mutagenesis/tracks")),
+            heatmap=report(
+                out("mutagenesis/heatmap.png"),
+                caption="../report/mutagenesis.rst",
+                category="Variants",
+            ),
+        log:
+            logfile("mutagenesis/gather_mutagenesis.log"),
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        params:
+            window_size=S.windows.size,
+            max_length=S.mutagenesis.max_length,
+        script:
+            "../scripts/gather_mutagenesis.py"
+
+
+if RUN.scoring:
+
     rule score_variants:
         input:
-            table=out("variants/variants.parquet"),
+            table=out("{study}/variants.parquet"),
             fasta=ancient(RUN.fasta),
             encoder=ENCODER.embed_files,
             zero_shot=RUN.zero_shot_files,
             heads=HEAD_FILES,
         output:
-            out("variants/shards/shard_{vshard}.parquet"),
+            out("{study}/shards/shard_{vshard}.parquet"),
         log:
-            logfile("score_variants/{vshard}.log"),
+            logfile("score_variants/{study}_{vshard}.log"),
         benchmark:
-            logfile("score_variants/{vshard}.benchmark.tsv")
+            logfile("score_variants/{study}_{vshard}.benchmark.tsv")
+        wildcard_constraints:
+            study="variants|mutagenesis",
         conda:
             "../envs/torch.yaml"
         threads: 1
@@ -61,27 +147,3 @@ if RUN.variants:
             window_stride=S.windows.stride,
         script:
             "../scripts/score_variants.py"
-
-    rule gather_variants:
-        input:
-            shards=expand(
-                out("variants/shards/shard_{vshard}.parquet"),
-                vshard=RUN.variant_shards,
-            ),
-            table=out("variants/variants.parquet"),
-            vcf=S.variants.vcf,
-        output:
-            parquet=out("variants/scores.parquet"),
-            tsv=out("variants/scores.tsv"),
-            vcf=out("variants/scored.vcf.gz"),
-            tbi=out("variants/scored.vcf.gz.tbi"),
-        log:
-            logfile("variants/gather_variants.log"),
-        conda:
-            "../envs/torch.yaml"
-        threads: 1
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        script:
-            "../scripts/gather_variants.py"

@@ -147,3 +147,40 @@ def test_bcftools_reads_the_scored_vcf(scored_run):
     region = subprocess.run(["bcftools", "view", "-H", str(vcf), f"{records[0][0]}:1-10"], capture_output=True,
                             text=True, check=True).stdout.splitlines()
     assert len(region) == 1  # the index answers a region query
+
+
+def test_saturation_mutagenesis_maps_every_base(scored_run):
+    """Two short regions: every base changed three ways, per-base tracks without gaps over
+    them, and the heatmap; a region over max_length is refused before any job."""
+    import pyBigWig
+
+    wd, *_ = scored_run
+    contig = "NC_000913.3"
+    wd.path("mutate.bed").write_text(f"{contig}\t100000\t100006\n{contig}\t200000\t200004\n")
+    config = wd.write_config("mutate.yaml", {"input": {"bed": "regions.bed"}, "heads": {"train": ["mean"]},
+                                             "variants": {"vcf": "calls.vcf", "per_shard": 8},
+                                             "mutagenesis": {"regions": "mutate.bed", "max_length": 10}})
+    planned = jobs_in_dry_run(wd.snakemake("-n", configs=[config]).stdout)
+    # only the mutagenesis jobs: 30 changes, 8 a job
+    assert {rule for rule in planned if rule != "total"} == {"mutagenesis_table", "score_variants",
+                                                             "gather_mutagenesis", "all"}
+    assert planned["score_variants"] == 4
+    wd.snakemake(configs=[config])
+    folder = wd.path("results/mutagenesis")
+    scores = pd.read_csv(folder / "scores.tsv", sep="\t")
+    assert len(scores) == 3 * 10 and (scores["ref"] != scores["alt"]).all()
+    assert scores.groupby("pos")["alt"].nunique().eq(3).all()
+    tracks = pd.read_csv(folder / "tracks" / "tracks.tsv", sep="\t")
+    assert {"llr", "cosine_distance", "mean.log2_odds.coding"} <= set(tracks["score"])
+    bw = pyBigWig.open(str(folder / "tracks" / tracks.loc[tracks["score"] == "llr", "file"].iloc[0]))
+    values = bw.values(contig, 100000, 100006)
+    bw.close()
+    per_base = scores[scores["pos"].between(100001, 100006)].groupby("pos")["llr"].mean().to_numpy()
+    np.testing.assert_allclose(values, per_base, rtol=1e-5, atol=1e-6)
+    assert (folder / "heatmap.png").stat().st_size > 0
+
+    wd.path("long.bed").write_text(f"{contig}\t100000\t100011\n")
+    refused = wd.write_config("long.yaml", {"input": {"bed": "regions.bed"}, "heads": {"train": ["mean"]},
+                                            "mutagenesis": {"regions": "long.bed", "max_length": 10}})
+    run = wd.snakemake("-n", configs=[refused], check=False)
+    assert run.returncode != 0 and "long.bed:1" in run.output and "mutagenesis.max_length" in run.output

@@ -336,6 +336,12 @@ class VariantSettings:
     zero_shot: bool = default("variants.zero_shot")
 
 
+@dataclass(frozen=True)
+class MutagenesisSettings:
+    regions: str = default("mutagenesis.regions")  # set: saturation mutagenesis of these regions
+    max_length: int = default("mutagenesis.max_length")
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -358,6 +364,7 @@ class RunSettings:
     baseline_kmer: int
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     variants: VariantSettings = field(default_factory=VariantSettings)
+    mutagenesis: MutagenesisSettings = field(default_factory=MutagenesisSettings)
 
     @property
     def annotating(self) -> bool:
@@ -396,4 +403,5 @@ def from_config(config: dict) -> RunSettings:
         baseline_kmer=c["baselines"]["kmer"],
         classify=ClassifySettings(**c["classify"]),
         variants=VariantSettings(**c["variants"]),
+        mutagenesis=MutagenesisSettings(**c["mutagenesis"]),
     )

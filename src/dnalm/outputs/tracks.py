@@ -170,14 +170,14 @@ def write_tracks(table: pd.DataFrame, class_names: list[str], out_dir: str,
             with open(tmp / f"{stems[name]}.bedGraph", "w") as fh:
                 fh.write(f'track type=bedGraph name="{title}" description="dnalm {says} {text}"\n')
                 _write_rows(segments[~segments["chrom"].map(bed_header_like).astype(bool)], fh)
-            _write_bigwig(tmp / f"{stems[name]}.bw", sizes, segments)
+            write_bigwig(tmp / f"{stems[name]}.bw", sizes, segments)
         index = pd.DataFrame({shows: class_names, "bedgraph": [f"{stems[n]}.bedGraph" for n in class_names],
                               "bigwig": [f"{stems[n]}.bw" for n in class_names]})
         index.to_csv(tmp / INDEX_FILE, sep="\t", index=False)
     return ([CALLS_FILE] if call_column else []) + [f"{stems[n]}.bedGraph/.bw" for n in class_names]
 
 
-def _write_bigwig(path: Path, sizes: dict[str, int], segments: pd.DataFrame) -> None:
+def write_bigwig(path: Path, sizes: dict[str, int], segments: pd.DataFrame) -> None:
     """Segments (chrom, start, end, value; contigs in `sizes` order, sorted) as a bigWig."""
     import pyBigWig  # only where tracks are written: the Snakefile imports the plan without it
 

@@ -128,17 +128,44 @@ def variant_table(vcf: str, fasta: str, window_size: int, regions: str, ref_mism
     if len(variants) != expected:
         raise InputError(f"holds {len(variants)} variants to score, but {expected} when the run was planned",
                          path=vcf, fix="the VCF changed while the workflow ran: run snakemake again")
-    table = pd.DataFrame([{name: getattr(v, name) for name in TABLE_COLUMNS} for v in variants],
-                         columns=list(TABLE_COLUMNS))
-    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), table_out,
-                       {"stage": "variants", "vcf": os.path.abspath(vcf), "reference": os.path.abspath(fasta),
-                        "window_size": window_size, "skipped": len(skipped)})
+    write_table(variants, table_out, {"stage": "variants", "vcf": os.path.abspath(vcf),
+                                      "reference": os.path.abspath(fasta), "window_size": window_size,
+                                      "skipped": len(skipped)})
     write_skipped(skipped, skipped_out)
     reasons: dict[str, int] = {}
     for row in skipped:
         reasons[row.reason.split(" (")[0]] = reasons.get(row.reason.split(" (")[0], 0) + 1
     print(f"{len(variants)} variant(s) to score, {len(skipped)} ALT(s) skipped"
           + "".join(f"\n  {count} {reason}" for reason, count in reasons.items()), file=sys.stderr)
+
+
+def write_table(variants: list[Variant], table_out: str, provenance: dict) -> None:
+    table = pd.DataFrame([{name: getattr(v, name) for name in TABLE_COLUMNS} for v in variants],
+                         columns=list(TABLE_COLUMNS))
+    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), table_out, provenance)
+
+
+def plan_mutagenesis(settings, fasta: str, window_size: int, per_shard: int) -> VariantPlan:
+    """The saturation-mutagenesis plan: its regions checked, its changes counted."""
+    from .mutagenesis import mutagenesis_variants, read_mutagenesis_regions
+
+    regions = read_mutagenesis_regions(settings.regions, fasta, settings.max_length, window_size)
+    return VariantPlan(len(mutagenesis_variants(regions, fasta)), 0, per_shard, "")
+
+
+def mutagenesis_table(regions_bed: str, fasta: str, window_size: int, max_length: int, table_out: str,
+                      expected: int) -> None:
+    """mutagenesis/variants.parquet: every single-base change of the regions."""
+    from .mutagenesis import mutagenesis_variants, read_mutagenesis_regions
+
+    regions = read_mutagenesis_regions(regions_bed, fasta, max_length, window_size)
+    variants = mutagenesis_variants(regions, fasta)
+    if len(variants) != expected:
+        raise InputError(f"gives {len(variants)} changes to score, but {expected} when the run was planned",
+                         path=regions_bed, fix="the regions changed while the workflow ran: run snakemake again")
+    write_table(variants, table_out, {"stage": "mutagenesis", "regions": os.path.abspath(regions_bed),
+                                      "reference": os.path.abspath(fasta), "window_size": window_size})
+    print(f"{len(regions)} region(s), {len(variants)} single-base changes to score", file=sys.stderr)
 
 
 # ------------------------------------------------------------------- scoring
@@ -227,29 +254,61 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
 # -------------------------------------------------------------------- gather
 
 
+def _merged_scores(shard_paths: list[str], table_path: str):
+    """(the table with every score, the scores with their keys, the scores' meanings, the
+    scoring jobs' provenance), the shards checked to hold the table's rows in order."""
+    table = read_parquet(table_path, rule="variant_table").to_pandas()
+    scores = pd.concat([read_parquet(path, rule="score_variants").to_pandas() for path in shard_paths],
+                       ignore_index=True)
+    if len(scores) != len(table) or \
+            not (scores[list(KEY_COLUMNS)].to_numpy() == table[list(KEY_COLUMNS)].to_numpy()).all():
+        raise RuntimeError("the scored shards do not hold the variant table's rows in order: re-run the workflow")
+    provenance = read_provenance(shard_paths[0], rule="score_variants")
+    meanings = provenance.pop("meanings")
+    merged = pd.concat([table, scores.drop(columns=list(KEY_COLUMNS))], axis=1)
+    return merged, scores, meanings, provenance
+
+
+def _write_tables(merged: pd.DataFrame, parquet_out: str, tsv_out: str, provenance: dict, meanings: dict,
+                  stage: str) -> None:
+    from ..io import atomic_path
+
+    write_table_atomic(pa.Table.from_pandas(merged, preserve_index=False), parquet_out,
+                       {**provenance, "stage": stage, "meanings": meanings})
+    with atomic_path(tsv_out) as tmp:
+        merged.drop(columns=list(KEY_COLUMNS)).to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+
+
 def gather_scores(shard_paths: list[str], table_path: str, vcf: str, parquet_out: str, tsv_out: str,
                   vcf_out: str) -> pd.DataFrame:
     """The shards' scores in VCF order beside each variant's chrom, pos, id, ref, alt;
     Parquet, TSV, and the input VCF with the scores as INFO fields."""
-    from ..io import atomic_path
     from .vcf_out import write_scored_vcf
 
-    table = read_parquet(table_path, rule="variant_table").to_pandas()
-    parts = [read_parquet(path, rule="score_variants").to_pandas() for path in shard_paths]
-    scores = pd.concat(parts, ignore_index=True)
-    if not (scores[list(KEY_COLUMNS)].to_numpy() == table[list(KEY_COLUMNS)].to_numpy()).all() \
-            or len(scores) != len(table):
-        raise RuntimeError("the scored shards do not hold the variant table's rows in order: re-run the workflow")
-    provenance = read_provenance(shard_paths[0], rule="score_variants")
-    meanings = provenance.pop("meanings")
+    merged, scores, meanings, provenance = _merged_scores(shard_paths, table_path)
     score_columns = [c for c in scores.columns if c in meanings]
-    merged = pd.concat([table, scores.drop(columns=list(KEY_COLUMNS))], axis=1)
-    write_table_atomic(pa.Table.from_pandas(merged, preserve_index=False), parquet_out,
-                       {**provenance, "stage": "variants", "meanings": meanings})
-    with atomic_path(tsv_out) as tmp:
-        merged.drop(columns=list(KEY_COLUMNS)).to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+    _write_tables(merged, parquet_out, tsv_out, provenance, meanings, "variants")
     write_scored_vcf(vcf, scores[list(KEY_COLUMNS) + score_columns], {c: meanings[c] for c in score_columns},
                      vcf_out, provenance={key: value for key, value in provenance.items() if key != "heads"})
     print(f"{len(merged)} variant(s), {len(score_columns)} score(s) each: {parquet_out}, {tsv_out}, {vcf_out}",
           file=sys.stderr)
+    return merged
+
+
+def gather_mutagenesis(shard_paths: list[str], table_path: str, regions_bed: str, fasta: str, window_size: int,
+                       max_length: int, parquet_out: str, tsv_out: str, tracks_dir: str,
+                       heatmap_out: str) -> pd.DataFrame:
+    """The per-base table, a bigWig per score (mean and largest change at each base) and
+    the heatmap of the first regions."""
+    from .mutagenesis import heatmap_score, plot_heatmap, read_mutagenesis_regions, track_columns, write_tracks
+
+    merged, scores, meanings, provenance = _merged_scores(shard_paths, table_path)
+    score_columns = [c for c in scores.columns if c in meanings]
+    _write_tables(merged, parquet_out, tsv_out, provenance, meanings, "mutagenesis")
+    files = write_tracks(merged, track_columns(score_columns), tracks_dir, read_fai(fasta))
+    regions = read_mutagenesis_regions(regions_bed, fasta, max_length, window_size)
+    shown = heatmap_score(score_columns)
+    plot_heatmap(merged, shown, regions, heatmap_out)
+    print(f"{len(merged)} single-base change(s) of {len(regions)} region(s): {parquet_out}, {tsv_out}; "
+          f"{len(files)} track(s) in {tracks_dir}; heatmap of {shown}: {heatmap_out}", file=sys.stderr)
     return merged

@@ -38,7 +38,7 @@ from ..settings import (
     check_lora_rank,
     from_config,
 )
-from ..variants.stage import VariantPlan, plan_variants
+from ..variants.stage import VariantPlan, plan_mutagenesis, plan_variants
 from ..windows.shards import plan_shards, shard_name
 from .jobs import check_run_folder
 
@@ -82,13 +82,19 @@ class RunPlan:
     # (`classify.kmer_baseline`), or in an annotation run a k-mer head, which needs no embeddings.
     kmer_heads: dict[str, str] = field(default_factory=dict)  # name -> folder
     variants: VariantPlan | None = None  # variants.vcf set: the variants to score, checked
+    mutagenesis: VariantPlan | None = None  # mutagenesis.regions set: the changes to score
     # The masked-LM model of the variants' zero-shot score (files, hub id); empty: no LLR.
     zero_shot_files: list[str] = field(default_factory=list)
     zero_shot_hub_id: str = ""
 
     @property
-    def variant_shards(self) -> list[str]:
-        return [shard_name(i) for i in range(self.variants.shards)] if self.variants else []
+    def scoring(self) -> dict[str, VariantPlan]:
+        """The variant studies of the run (folder under outdir -> plan): what score_variants scores."""
+        return {name: plan for name, plan in (("variants", self.variants), ("mutagenesis", self.mutagenesis))
+                if plan is not None}
+
+    def scoring_shards(self, study: str) -> list[str]:
+        return [shard_name(i) for i in range(self.scoring[study].shards)]
 
     @property
     def classifiers(self) -> list[str]:
@@ -197,7 +203,7 @@ def plan_run(config: dict) -> RunPlan:
                     for head in heads}, pretrained, kmer_heads=kmer_heads)
     plan.pretrain_fastas = _pretrain_fastas(settings, plan.fasta, outdir) if plan.pretrain else [plan.fasta]
     _chain_steps(plan)
-    if settings.variants.vcf:
+    if settings.variants.vcf or settings.mutagenesis.regions:
         _plan_variants(plan)
     return plan
 
@@ -208,14 +214,19 @@ def _plan_variants(plan: RunPlan) -> None:
     fine-tuning keeps no masked-LM head)."""
     settings = plan.settings
     if not plan.heads:
-        raise InputError("variants.vcf is set, but this run classifies with a k-mer head, which reads no windows "
-                         "a variant changes through a language model", path=settings.classify.pretrained_head,
+        raise InputError("variants.vcf or mutagenesis.regions is set, but this run classifies with a k-mer head, "
+                         "which reads no windows a variant changes through a language model",
+                         path=settings.classify.pretrained_head,
                          fix="score variants in a labelled run, or with a head trained on embeddings")
     if plan.inputs.fasta.recompress:
         raise InputError("variants are read against the reference before any job, which needs it bgzipped or plain, "
                          "not gzip", path=plan.inputs.fasta.source,
                          fix=f"recompress it: zcat {plan.inputs.fasta.source} | bgzip > reference.fa.gz")
-    plan.variants = plan_variants(settings.variants, plan.fasta, settings.windows.size, plan.outdir)
+    if settings.variants.vcf:
+        plan.variants = plan_variants(settings.variants, plan.fasta, settings.windows.size, plan.outdir)
+    if settings.mutagenesis.regions:
+        plan.mutagenesis = plan_mutagenesis(settings.mutagenesis, plan.fasta, settings.windows.size,
+                                            settings.variants.per_shard)
     chain = plan.encoder
     if settings.variants.zero_shot and _has_masked_lm_head(plan):
         plan.zero_shot_files, plan.zero_shot_hub_id = chain.base_files, chain.base_hub_id

@@ -58,4 +58,7 @@ def print_summary(plan: RunPlan) -> None:
         print(f"  variants: {plan.variants.scored} scored, {plan.variants.skipped} ALT(s) skipped (why: "
               f"{out}/variants/skipped.tsv): {out}/variants/scores.tsv (and .parquet), {out}/variants/scored.vcf.gz "
               "(+ .tbi; the scores as INFO fields)")
+    if plan.mutagenesis:
+        print(f"  mutagenesis: {plan.mutagenesis.scored} single-base changes scored: {out}/mutagenesis/scores.tsv "
+              f"(and .parquet), tracks/ (per-base bigWig per score), heatmap.png")
     print("  report: snakemake --report report.html (with the same --configfile options)")
