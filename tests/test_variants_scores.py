@@ -159,3 +159,61 @@ def test_which_checkpoints_carry_a_masked_lm_head(tmp_path):
     BertModel(BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=16)).save_pretrained(headless)
     assert not masked_lm_head_in(ModelFolder.open(str(headless)))
+
+
+# ------------------------------------------------------- whole scoring jobs
+
+
+def _score(tmp_path, name: str, contig: str, variants: list[tuple[int, str, str]], model, strands: str):
+    """score_shard over a reference of one contig and these (pos, ref, alt) SNVs/MNVs."""
+    import pysam
+
+    from dnalm.variants.records import Variant
+    from dnalm.variants.stage import score_shard, write_table
+
+    folder = tmp_path / name
+    folder.mkdir()
+    fasta = folder / "ref.fa"
+    fasta.write_text(f">c\n{contig}\n")
+    pysam.faidx(str(fasta))
+    table = folder / "variants.parquet"
+    write_table([Variant(i, 0, "c", pos, f"v{i}", ref, alt) for i, (pos, ref, alt) in enumerate(variants)],
+                str(table), {"stage": "variants"})
+    spec = EncoderSpec(str(model), strands=strands)
+    return score_shard(str(table), 0, 100, str(fasta), 128, 64, spec, {}, "mean", str(folder / "scores.parquet"),
+                       mlm_spec=EncoderSpec(str(model), precision="fp32", strands=strands))
+
+
+@pytest.fixture(scope="module")
+def tiny_dnabert(tmp_path_factory):
+    return build_tiny_encoder(tmp_path_factory.mktemp("dnabert") / "m", "dnabert", **SHAPE)
+
+
+def test_a_variant_scores_the_same_on_the_reverse_complemented_reference_with_both_strands(tiny_dnabert, tmp_path):
+    """128-bp windows: an SNV's flanks are 63 and 64 bases, so each strand's windows are the
+    other's one base apart; both placements averaged, the scores agree exactly."""
+    contig = "".join(np.random.default_rng(5).choice(list("ACGT"), 600))
+    flip = {"A": "T", "C": "G", "G": "C", "T": "A"}
+    other = lambda b: "ACGT"[("ACGT".index(b) + 2) % 4]  # noqa: E731
+    snvs = [(pos, contig[pos - 1], other(contig[pos - 1])) for pos in (150, 301, 452)]
+    mnv = (220, contig[219:221], other(contig[219]) + other(contig[220]))
+    forward = _score(tmp_path, "forward", contig, [*snvs, mnv], tiny_dnabert, "both")
+    length = len(contig)
+    mirrored = [(length - pos - len(ref) + 2, reverse_complement(ref), "".join(flip[b] for b in alt[::-1]))
+                for pos, ref, alt in [*snvs, mnv]]
+    reverse = _score(tmp_path, "reverse", reverse_complement(contig), mirrored, tiny_dnabert, "both")
+    for column in ("llr", "cosine_distance", "l2_distance"):
+        np.testing.assert_allclose(forward[column], reverse[column], rtol=1e-4, atol=1e-5)
+    single = _score(tmp_path, "single", reverse_complement(contig), mirrored, tiny_dnabert, "single")
+    assert not np.allclose(forward["llr"], single["llr"])
+
+
+def test_swapping_ref_and_alt_on_a_reference_that_carries_the_alt_negates_the_llr(tiny_dnabert, tmp_path):
+    contig = "".join(np.random.default_rng(6).choice(list("ACGT"), 600))
+    pos, ref = 300, contig[299]
+    alt = "ACGT"[("ACGT".index(ref) + 1) % 4]
+    carrier = contig[:299] + alt + contig[300:]
+    there = _score(tmp_path, "ref", contig, [(pos, ref, alt)], tiny_dnabert, "single")
+    back = _score(tmp_path, "alt", carrier, [(pos, alt, ref)], tiny_dnabert, "single")
+    np.testing.assert_allclose(there["llr"], -back["llr"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(there["cosine_distance"], back["cosine_distance"], rtol=1e-5, atol=1e-7)

@@ -67,7 +67,8 @@ def window_problem(variant: Variant, window_size: int, contig_length: int) -> st
     return None
 
 
-def allele_windows(variant: Variant, fasta: pysam.FastaFile, window_size: int, contig_length: int) -> AlleleWindows:
+def allele_windows(variant: Variant, fasta: pysam.FastaFile, window_size: int, contig_length: int,
+                   lean: int = 0) -> AlleleWindows:
     """The ref and alt windows of `variant` (see the module's placement rules).
 
     Raises AlleleTooLong or ContigTooShort (both ValueError) where `window_problem`
@@ -82,7 +83,7 @@ def allele_windows(variant: Variant, fasta: pysam.FastaFile, window_size: int, c
     if variant.start0 < 0 or variant.ref_end0 > contig_length:
         raise ValueError(f"{_where(variant)}: REF lies outside the contig ({contig_length} bp)")
 
-    ref_start = _ref_window_start(variant, window_size, contig_length)
+    ref_start = _ref_window_start(variant, window_size, contig_length, lean)
     alt_start = _alt_window_start(variant, ref_start, window_size, contig_length)
     ref_seq = _fetch(fasta, variant.chrom, ref_start, ref_start + window_size)
     left_flank = _fetch(fasta, variant.chrom, alt_start, variant.start0)
@@ -92,16 +93,18 @@ def allele_windows(variant: Variant, fasta: pysam.FastaFile, window_size: int, c
     if len(ref_seq) != window_size or len(alt_seq) != window_size:  # contig_length is not the FASTA's
         raise ValueError(f"{_where(variant)}: the reference has fewer bases than contig_length "
                          f"({contig_length}) says")
-    centred = variant.start0 - (window_size - len(variant.ref)) // 2
+    centred = variant.start0 - (window_size - len(variant.ref) + lean) // 2
     return AlleleWindows(ref_seq=ref_seq, alt_seq=alt_seq, start0=ref_start, alt_start0=alt_start,
                          ref_offset=variant.start0 - ref_start, alt_offset=variant.start0 - alt_start,
                          ref_len=len(variant.ref), alt_len=len(variant.alt),
                          shifted=ref_start != centred or alt_start != ref_start)
 
 
-def _ref_window_start(variant: Variant, window_size: int, contig_length: int) -> int:
-    """REF centred, then moved inside the contig."""
-    centred = variant.start0 - (window_size - len(variant.ref)) // 2
+def _ref_window_start(variant: Variant, window_size: int, contig_length: int, lean: int = 0) -> int:
+    """REF centred, then moved inside the contig. Where the flanks cannot be equal (W -
+    len(REF) odd) the right one has the extra base, or with `lean=1` the left one: the
+    reverse complement of one placement is the other on the reverse-complemented contig."""
+    centred = variant.start0 - (window_size - len(variant.ref) + lean) // 2
     return min(max(centred, 0), contig_length - window_size)
 
 

@@ -175,17 +175,18 @@ def _variant(row) -> Variant:
     return Variant(int(row.record), int(row.alt_index), row.chrom, int(row.pos), row.id, row.ref, row.alt)
 
 
-def shard_windows(table: pd.DataFrame, fasta: str, window_size: int) -> tuple[list[str], list[str], list[str],
-                                                                               pd.DataFrame]:
+def shard_windows(table: pd.DataFrame, fasta: str, window_size: int, lean: int = 0) -> tuple[list[str], list[str],
+                                                                                             list[str], pd.DataFrame]:
     """The ref and alt windows of the table's rows (what the heads and distances read), the
-    alt windows of the zero-shot score (`scoring.zero_shot_alt`), and where each lies."""
+    alt windows of the zero-shot score (`scoring.zero_shot_alt`), and where each lies
+    (`lean`: `alleles.allele_windows`)."""
     from .scoring import as_model_bases, zero_shot_alt
 
     lengths = read_fai(fasta)
     refs, alts, llr_alts, places = [], [], [], []
     with open_fasta(fasta) as reference:
         for row in table.itertuples(index=False):
-            windows = allele_windows(_variant(row), reference, window_size, lengths[row.chrom])
+            windows = allele_windows(_variant(row), reference, window_size, lengths[row.chrom], lean)
             refs.append(as_model_bases(windows.ref_seq))
             alts.append(as_model_bases(windows.alt_seq))
             llr_alts.append(zero_shot_alt(refs[-1], windows.ref_offset, windows.ref_len, row.alt))
@@ -202,53 +203,83 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
     `spec`: the encoder the heads read (the run's embedding encoder); `head_dirs`: head
     name -> folder; `pooling`: the window vector the distances use; `mlm_spec`: the
     masked-LM model of the zero-shot score (None: no LLR column).
+
+    With `strands: both` every variant is scored on both placements of its windows (the
+    extra base of uneven flanks on the right, then on the left) and the outputs averaged:
+    a placement is the other's reverse complement on the reverse-complemented contig, so the
+    scores do not depend on the strand the reference is written on.
     """
     from ..compute import pick_device
     from ..embedding.engine import Embedder
     from ..encoders import Encoder
-    from ..learning.heads import check_compatible, load_head, predict
-    from .scoring import FIXED_MEANINGS, ZeroShot, describe_llr_method, distances, head_columns, one_window_sets
+    from ..learning.heads import check_compatible, load_head
+    from .scoring import FIXED_MEANINGS, ZeroShot, describe_llr_method, head_columns
 
     device = pick_device(device)
     full = read_parquet(table_path, rule="variant_table").to_pandas()
     table = full.iloc[shard * per_shard: (shard + 1) * per_shard].reset_index(drop=True)
-    refs, alts, llr_alts, where = shard_windows(table, fasta, window_size)
-    n = len(table)
     started = time.perf_counter()
     encoder = Encoder.load(spec, window_size, window_stride, device)
-    vectors = Embedder(encoder, engine_settings).embed(refs + alts, spec.strands)
-    columns: dict[str, np.ndarray] = {}
-    meanings = dict(FIXED_MEANINGS)
-    chosen = vectors.mean if pooling == "mean" else vectors.summary
-    columns.update(distances(chosen[:n], chosen[n:]))
+    embedder = Embedder(encoder, engine_settings)
+    heads = {}
     for name, folder in head_dirs.items():
-        head = load_head(folder)
-        check_compatible(head.config, chosen.shape[1], encoder.space.as_dict(), Path(folder))
-        matrix = vectors.mean if head.config.pooling == "mean" else vectors.summary
-        data = one_window_sets(matrix, vectors.tokens, window_stride)
-        rows = np.arange(2 * n)
-        usable = data.has_usable()
-        outputs = np.full((2 * n, head.config.n_classes), np.nan)
-        outputs[usable] = predict(head, data, rows[usable])
-        task = (head.config.task or {}).get("name", "classification")
-        head_scores, head_meanings = head_columns(name, task, list(head.config.class_names), outputs[:n], outputs[n:])
-        columns.update(head_scores)
-        meanings.update(head_meanings)
+        heads[name] = load_head(folder)
+        check_compatible(heads[name].config, encoder.identity.hidden_size, encoder.space.as_dict(), Path(folder))
+    zero_shot = None
     if mlm_spec is not None:
         mlm = Encoder.load(mlm_spec, window_size, window_stride, device, masked_lm=True, hash_weights=False)
         print(describe_llr_method(mlm.tokenizer), file=sys.stderr)
-        columns["llr"] = ZeroShot(mlm).llr(refs, llr_alts, spec.strands)
-    else:
+        zero_shot = ZeroShot(mlm)
+    placements = (0, 1) if spec.strands == "both" else (0,)
+    scored = [_score_placement(table, fasta, window_size, window_stride, lean, embedder, spec.strands, heads,
+                               pooling, zero_shot) for lean in placements]
+    where = scored[0][0]
+    columns = {name: np.mean([s[1][name] for s in scored], axis=0) for name in scored[0][1]}
+    meanings = dict(FIXED_MEANINGS)
+    for name, head in heads.items():
+        ref = np.mean([s[2][name][0] for s in scored], axis=0)
+        alt = np.mean([s[2][name][1] for s in scored], axis=0)
+        task = (head.config.task or {}).get("name", "classification")
+        head_scores, head_meanings = head_columns(name, task, list(head.config.class_names), ref, alt)
+        columns.update(head_scores)
+        meanings.update(head_meanings)
+    if zero_shot is None:
         meanings.pop("llr")
+    n = len(table)
     elapsed = time.perf_counter() - started
-    print(f"{n} variant(s) scored on {device} in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} variants/s)",
-          file=sys.stderr)
+    print(f"{n} variant(s) scored on {device} in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} variants/s"
+          f"{', both window placements' if len(placements) > 1 else ''})", file=sys.stderr)
     result = pd.concat([table[list(KEY_COLUMNS)], where, pd.DataFrame(columns)], axis=1)
     provenance = {**read_provenance(table_path, rule="variant_table"), **encoder.space.as_dict(),
                   "stage": "score_variants", "heads": head_dirs, "pooling": pooling,
                   "zero_shot_model": mlm_spec.model if mlm_spec is not None else None, "meanings": meanings}
     write_table_atomic(pa.Table.from_pandas(result, preserve_index=False), out_path, provenance)
     return result
+
+
+def _score_placement(table: pd.DataFrame, fasta: str, window_size: int, window_stride: int, lean: int, embedder,
+                     strands: str, heads: dict, pooling: str, zero_shot) -> tuple:
+    """One placement's (where the windows lie, {distance and llr columns}, {head: (ref
+    outputs, alt outputs)})."""
+    from ..learning.heads import predict
+    from .scoring import distances, one_window_sets
+
+    refs, alts, llr_alts, where = shard_windows(table, fasta, window_size, lean)
+    n = len(table)
+    vectors = embedder.embed(refs + alts, strands)
+    chosen = vectors.mean if pooling == "mean" else vectors.summary
+    columns = distances(chosen[:n], chosen[n:])
+    outputs = {}
+    for name, head in heads.items():
+        matrix = vectors.mean if head.config.pooling == "mean" else vectors.summary
+        data = one_window_sets(matrix, vectors.tokens, window_stride)
+        usable = data.has_usable()
+        predicted = np.full((2 * n, head.config.n_classes), np.nan)
+        predicted[usable] = predict(head, data, np.arange(2 * n)[usable])
+        outputs[name] = (predicted[:n], predicted[n:])
+    if zero_shot is not None:
+        columns["llr"] = zero_shot.llr(refs, llr_alts, strands)
+    return where, columns, outputs
 
 
 # -------------------------------------------------------------------- gather
