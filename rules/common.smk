@@ -161,6 +161,20 @@ def is_last_group(wildcards):
     return wildcards.group == RUN.classify_groups[-1]
 
 
+def context_inputs(wildcards):
+    """What a variant-scoring job reads to score in the regions' context (variants.context):
+    the regions, the window shards and their embeddings (it reads only those holding its
+    variants' regions)."""
+    if wildcards.study != "variants" or not S.variants.context:
+        return {}
+    return {
+        "regions": out("regions/regions.parquet"),
+        "sequences": out("windows/sequences.parquet"),
+        "windows": WINDOW_SHARDS,
+        "embeddings": EMBEDDINGS,
+    }
+
+
 def train_settings(wildcards):
     """Only the settings a head depends on: the mean head ignores the hierarchical shape."""
     return S.train.job_params(wildcards.head)

@@ -114,6 +114,7 @@ if RUN.scoring:
 
     rule score_variants:
         input:
+            unpack(context_inputs),
             table=out("{study}/variants.parquet"),
             fasta=ancient(RUN.fasta),
             encoder=ENCODER.embed_files,
@@ -145,5 +146,8 @@ if RUN.scoring:
             per_shard=S.variants.per_shard,
             window_size=S.windows.size,
             window_stride=S.windows.stride,
+            context=lambda wildcards: bool(context_inputs(wildcards)),
+            windows_per_shard=S.windows.per_shard,
+            max_n_fraction=S.train.max_n_fraction,
         script:
             "../scripts/score_variants.py"

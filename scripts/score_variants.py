@@ -17,7 +17,12 @@ with step(snakemake):
         local = Path(snakemake.input.zero_shot[0]) if snakemake.input.zero_shot else None
         model = params.zero_shot_hub_id or str(local if local.is_dir() else local.parent)
         mlm_spec = EncoderSpec(**{**params.spec, "model": model, "precision": "fp32"})
+    context = None
+    if params.context:  # variants.context: the regions' windows and their vectors
+        context = {"regions": snakemake.input.regions, "sequences": snakemake.input.sequences,
+                   "windows": list(snakemake.input.windows), "embeddings": list(snakemake.input.embeddings),
+                   "per_shard": params.windows_per_shard, "max_n_fraction": params.max_n_fraction}
     score_shard(snakemake.input.table, int(snakemake.wildcards.vshard), params.per_shard, snakemake.input.fasta,
                 params.window_size, params.window_stride, encoder_spec(snakemake), dict(params.head_dirs),
-                params.pooling, snakemake.output[0], mlm_spec=mlm_spec,
+                params.pooling, snakemake.output[0], mlm_spec=mlm_spec, context=context,
                 engine_settings=EngineSettings(tokens_per_batch=int(snakemake.resources.tokens_per_batch)))

@@ -184,3 +184,35 @@ def test_saturation_mutagenesis_maps_every_base(scored_run):
                                             "mutagenesis": {"regions": "long.bed", "max_length": 10}})
     run = wd.snakemake("-n", configs=[refused], check=False)
     assert run.returncode != 0 and "long.bed:1" in run.output and "mutagenesis.max_length" in run.output
+
+
+def test_variants_scored_in_their_regions_context(scored_run):
+    """variants.context: a variant inside a configured region is scored by the head over the
+    whole region; its ref score is the region's own classification (the classify table's)."""
+    wd, *_ = scored_run
+    regions = pd.read_csv(wd.path("regions.bed"), sep="\t", header=None).iloc[[0, 5, 9]]
+    records = []
+    with pysam.FastaFile(str(ECOLI)) as fasta:
+        contig = fasta.references[0]
+        for _, region in regions.iterrows():
+            middle = (int(region[1]) + int(region[2])) // 2
+            ref = fasta.fetch(contig, middle, middle + 1).upper()
+            records.append((contig, middle + 1, ref, COMPLEMENT[ref]))
+        first = int(regions.iloc[0][1]) + 100  # a 3-bp deletion in the first region too
+        records.append((contig, first + 1, fasta.fetch(contig, first, first + 4).upper(),
+                        fasta.fetch(contig, first, first + 1).upper()))
+        records.append((contig, 5, fasta.fetch(contig, 4, 5).upper(), "G" if fasta.fetch(contig, 4, 5) != "G" else "C"))
+    records.sort(key=lambda r: r[1])
+    write_vcf(wd.path("inside.vcf"), records, contig, 4641652)
+    config = wd.write_config("context.yaml", {
+        "input": {"bed": "regions.bed"}, "heads": {"train": ["mean"]}, "outdir": "results",
+        "variants": {"vcf": "inside.vcf", "per_shard": 8, "context": True}})
+    wd.snakemake(configs=[config])
+    scores = read_parquet(wd.path("results/variants/scores.parquet")).to_pandas()
+    inside = scores[scores["context_region"] != ""]
+    assert len(inside) == 4 and (scores["context_region"] == "").sum() == 1  # pos 5 lies in no region
+    table = pd.read_csv(wd.path("results/classify/mean/predictions.tsv"), sep="\t").set_index("seq_id")
+    np.testing.assert_allclose(inside["mean.context.p_ref.coding"],
+                               table.loc[inside["context_region"], "prob_coding"], rtol=1e-4, atol=1e-5)
+    assert (inside["mean.context.delta.coding"].abs() > 0).any()
+    assert scores.loc[scores["context_region"] == "", "mean.context.delta.coding"].isna().all()

@@ -334,6 +334,7 @@ class VariantSettings:
     ref_mismatch: str = default("variants.ref_mismatch")  # stop | skip
     per_shard: int = default("variants.per_shard")
     zero_shot: bool = default("variants.zero_shot")
+    context: bool = default("variants.context")  # also score in the region that holds the variant
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def shard_windows(table: pd.DataFrame, fasta: str, window_size: int, lean: int =
 
 def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_size: int, window_stride: int,
                 spec, head_dirs: dict[str, str], pooling: str, out_path: str, *, mlm_spec=None,
-                device: str = "cpu", engine_settings=None) -> pd.DataFrame:
+                device: str = "cpu", engine_settings=None, context: dict | None = None) -> pd.DataFrame:
     """Scores of rows [shard * per_shard, (shard + 1) * per_shard) of the variant table.
 
     `spec`: the encoder the heads read (the run's embedding encoder); `head_dirs`: head
@@ -208,6 +208,11 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
     extra base of uneven flanks on the right, then on the left) and the outputs averaged:
     a placement is the other's reverse complement on the reverse-complemented contig, so the
     scores do not depend on the strand the reference is written on.
+
+    `context` (`variants.context`): also each head's scores in the variant's region
+    (`variants.context.context_outputs`; keys: regions, sequences, windows, embeddings,
+    per_shard, max_n_fraction), as columns <head>.context.<score>.<class> and the region's
+    seq_id in `context_region`.
     """
     from ..compute import pick_device
     from ..embedding.engine import Embedder
@@ -243,6 +248,19 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
         head_scores, head_meanings = head_columns(name, task, list(head.config.class_names), ref, alt)
         columns.update(head_scores)
         meanings.update(head_meanings)
+    if context is not None:
+        from .context import context_outputs
+
+        region_ids, outputs = context_outputs(table, context["regions"], context["sequences"], context["windows"],
+                                              context["embeddings"], context["per_shard"], heads, embedder,
+                                              spec.strands, window_stride, context["max_n_fraction"])
+        where["context_region"] = region_ids
+        for name, head in heads.items():
+            task = (head.config.task or {}).get("name", "classification")
+            head_scores, head_meanings = head_columns(f"{name}.context", task, list(head.config.class_names),
+                                                      *outputs[name])
+            columns.update(head_scores)
+            meanings.update({key: f"{text}, in the variant's region" for key, text in head_meanings.items()})
     if zero_shot is None:
         meanings.pop("llr")
     n = len(table)
