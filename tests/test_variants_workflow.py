@@ -216,3 +216,23 @@ def test_variants_scored_in_their_regions_context(scored_run):
                                table.loc[inside["context_region"], "prob_coding"], rtol=1e-4, atol=1e-5)
     assert (inside["mean.context.delta.coding"].abs() > 0).any()
     assert scores.loc[scores["context_region"] == "", "mean.context.delta.coding"].isna().all()
+
+
+def test_a_vcf_the_gather_could_not_write_is_refused_before_any_job(tmp_path):
+    """Unsorted, or holding the INFO fields the scores go to (a VCF this run scored): both
+    found when the DAG is built, not after the scoring jobs."""
+    wd = Workdir(tmp_path / "wd")
+    write_bed_subset(DATA / "ecoli_k12_regions.bed", wd.path("regions.bed"), 2)
+    records, contig, length = ecoli_variants(4)
+    snvs = [r for r in records if len(r[2]) == 1 and len(r[3]) == 1 and r[3] in "ACGT"]
+    write_vcf(wd.path("unsorted.vcf"), [snvs[2], snvs[0], snvs[1]], contig, length)
+    write_vcf(wd.path("scored.vcf"), snvs[:3], contig, length)
+    text = wd.path("scored.vcf").read_text().replace(
+        "##INFO=<ID=DP", '##INFO=<ID=DNALM_mean.delta.coding,Number=A,Type=Float,Description="x">\n##INFO=<ID=DP')
+    wd.path("scored.vcf").write_text(text)
+    for vcf, said in (("unsorted.vcf", "out of order"), ("scored.vcf", "DNALM_mean.delta.coding")):
+        config = wd.write_config(f"{vcf}.yaml", {"input": {"bed": "regions.bed"}, "heads": {"train": ["mean"]},
+                                                 "variants": {"vcf": vcf}})
+        run = wd.snakemake("-n", configs=[config], check=False)
+        assert run.returncode != 0 and said in run.output and vcf in run.output, run.output[-2000:]
+        assert not wd.path("results").exists()

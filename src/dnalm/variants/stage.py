@@ -77,13 +77,14 @@ def _file_state(path: str) -> list | None:
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
 
-def _plan_key(settings, fasta: str, window_size: int) -> str:
-    from . import alleles, records
+def _plan_key(settings, fasta: str, window_size: int, heads: tuple[str, ...] = ()) -> str:
+    from . import alleles, records, vcf_out
 
-    code = b"".join(Path(module.__file__).read_bytes() for module in (records, alleles, sys.modules[__name__]))
+    code = b"".join(Path(module.__file__).read_bytes()
+                    for module in (records, alleles, vcf_out, sys.modules[__name__]))
     files = [settings.vcf, settings.regions, fasta, f"{fasta}.fai"]
     state = {"version": __version__, "code": hashlib.sha256(code).hexdigest(), "settings": asdict(settings),
-             "window_size": window_size, "files": [_file_state(f) if f else None for f in files]}
+             "window_size": window_size, "heads": list(heads), "files": [_file_state(f) if f else None for f in files]}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -91,10 +92,15 @@ def _plan_file(outdir: str) -> Path:
     return Path(outdir) / ".dnalm" / "variants_plan.json"
 
 
-def plan_variants(settings, fasta: str, window_size: int, outdir: str) -> VariantPlan:
+def plan_variants(settings, fasta: str, window_size: int, outdir: str, heads: tuple[str, ...] = ()) -> VariantPlan:
     """The variant plan (every check made), from the cache under `outdir` when the VCF,
-    regions, reference and settings are those it was made from."""
-    key = _plan_key(settings, fasta, window_size)
+    regions, reference, settings and heads are those it was made from. Besides the records
+    (`read_and_check`), the VCF must be sorted and free of the INFO fields the scores of
+    these `heads` go to (`vcf_out.check_input_vcf`): found at the gather, after the
+    scoring jobs, either would waste them."""
+    from .vcf_out import check_input_vcf
+
+    key = _plan_key(settings, fasta, window_size, heads)
     try:
         cached = json.loads(_plan_file(outdir).read_text())
         if cached.get("key") == key:
@@ -102,6 +108,7 @@ def plan_variants(settings, fasta: str, window_size: int, outdir: str) -> Varian
     except (OSError, ValueError, TypeError):
         pass
     variants, skipped = read_and_check(settings.vcf, fasta, window_size, settings.regions, settings.ref_mismatch)
+    check_input_vcf(settings.vcf, ["llr", "cosine_distance", "l2_distance"], [f"{head}." for head in heads])
     if not variants:
         raise InputError(f"no variant to score: {len(skipped)} ALT(s) skipped (the first: "
                          f"{_first_reason(skipped)})" if skipped else "no variant in the VCF (or in variants.regions)",

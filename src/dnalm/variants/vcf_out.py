@@ -224,6 +224,24 @@ def _provenance_line(provenance: dict) -> str:
     return f"##{PROVENANCE_HEADER_KEY}={text}"
 
 
+def check_input_vcf(vcf_path, columns: list[str], prefixes: list[str]) -> None:
+    """When the DAG is built, before any scoring job: the input VCF can take the scores. It
+    is sorted (the output is tabix-indexed), and it has no INFO field a score would be
+    written to: `columns` (score columns known now, e.g. llr) or any column starting with
+    one of `prefixes` (a head's `<head>.`), as in a VCF this run scored before."""
+    header = _scan(vcf_path).header
+    wanted = {info_key(column) for column in columns}
+    starts = tuple(info_key(prefix + "x")[:-1] for prefix in prefixes)
+    clash = sorted(key for key in header.info if key in wanted or (starts and key.startswith(starts)))
+    if clash:
+        raise InputError(f"already has the INFO field(s) {', '.join(clash[:5])}"
+                         f"{f' and {len(clash) - 5} more' if len(clash) > 5 else ''}, which this run's scores "
+                         "would be written to (was it scored by this run before?)", path=vcf_path,
+                         fix="score the original VCF, or remove those fields first (bcftools annotate -x "
+                             f"{','.join('INFO/' + k for k in clash[:3])}{',...' if len(clash) > 3 else ''} "
+                             "in.vcf.gz -Oz -o out.vcf.gz)")
+
+
 def _refuse_existing_keys(header: pysam.VariantHeader, keys: dict[str, str], vcf_path) -> None:
     """Never overwrite an INFO field the input has (declared, or used undeclared)."""
     clash = [key for key in keys.values() if key in header.info]

@@ -223,7 +223,8 @@ def _plan_variants(plan: RunPlan) -> None:
                          "not gzip", path=plan.inputs.fasta.source,
                          fix=f"recompress it: zcat {plan.inputs.fasta.source} | bgzip > reference.fa.gz")
     if settings.variants.vcf:
-        plan.variants = plan_variants(settings.variants, plan.fasta, settings.windows.size, plan.outdir)
+        plan.variants = plan_variants(settings.variants, plan.fasta, settings.windows.size, plan.outdir,
+                                      tuple(plan.heads))
     if settings.mutagenesis.regions:
         plan.mutagenesis = plan_mutagenesis(settings.mutagenesis, plan.fasta, settings.windows.size,
                                             settings.variants.per_shard)
