@@ -25,4 +25,5 @@ with step(snakemake):
     score_shard(snakemake.input.table, int(snakemake.wildcards.vshard), params.per_shard, snakemake.input.fasta,
                 params.window_size, params.window_stride, encoder_spec(snakemake), dict(params.head_dirs),
                 params.pooling, snakemake.output[0], mlm_spec=mlm_spec, context=context,
+                max_n_fraction=params.max_n_fraction,
                 engine_settings=EngineSettings(tokens_per_batch=int(snakemake.resources.tokens_per_batch)))

@@ -217,3 +217,35 @@ def test_swapping_ref_and_alt_on_a_reference_that_carries_the_alt_negates_the_ll
     back = _score(tmp_path, "alt", carrier, [(pos, alt, ref)], tiny_dnabert, "single")
     np.testing.assert_allclose(there["llr"], -back["llr"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(there["cosine_distance"], back["cosine_distance"], rtol=1e-5, atol=1e-7)
+
+
+def test_a_window_of_mostly_n_gets_no_head_score(tiny_dnabert, tmp_path):
+    """As classify gives a sequence of N-heavy windows no call, a variant whose windows
+    hold more N than heads.max_n_fraction gets NaN from the heads (the LLR still reads it)."""
+    import pysam
+
+    from dnalm.learning.heads import save_head
+    from dnalm.learning.toolkit import new_head
+    from dnalm.settings import HeadSettings
+    from dnalm.variants.records import Variant
+    from dnalm.variants.stage import score_shard, write_table
+
+    contig = "".join(np.random.default_rng(8).choice(list("ACGT"), 600))
+    contig = contig[:200] + "N" * 149 + contig[349] + "N" * 150 + contig[500:]
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(f">c\n{contig}\n")
+    pysam.faidx(str(fasta))
+    encoder = Encoder.load(EncoderSpec(str(tiny_dnabert)), 128, 64)
+    head = new_head("mean", HeadSettings(), ["a", "b"], encoder.identity.hidden_size,
+                    np.random.default_rng(0).normal(size=(20, encoder.identity.hidden_size)).astype(np.float32),
+                    "single", encoder=encoder.space.located().as_dict())
+    save_head(head, tmp_path / "head")
+    other = lambda b: "ACGT"[("ACGT".index(b) + 1) % 4]  # noqa: E731
+    write_table([Variant(0, 0, "c", 100, "clean", contig[99], other(contig[99])),
+                 Variant(1, 0, "c", 350, "in_n", contig[349], other(contig[349]))],
+                str(tmp_path / "variants.parquet"), {"stage": "variants"})
+    scores = score_shard(str(tmp_path / "variants.parquet"), 0, 10, str(fasta), 128, 64, EncoderSpec(str(tiny_dnabert)),
+                         {"mean": str(tmp_path / "head")}, "mean", str(tmp_path / "scores.parquet"),
+                         mlm_spec=EncoderSpec(str(tiny_dnabert), precision="fp32"), max_n_fraction=0.5)
+    assert np.isfinite(scores.loc[0, "mean.p_ref.a"]) and np.isnan(scores.loc[1, "mean.p_ref.a"])
+    assert np.isnan(scores.loc[1, "mean.log2_odds.b"]) and np.isfinite(scores["llr"]).all()

@@ -91,15 +91,23 @@ def head_columns(head_name: str, task_name: str, outputs: list[str], ref: np.nda
     return columns, meanings
 
 
-def one_window_sets(vectors: np.ndarray, tokens: np.ndarray, window_stride: int):
-    """A `WindowSets` of one-window sequences (row i: window i), what a head reads."""
+def n_fractions(windows: list[str]) -> np.ndarray:
+    """The fraction of N in each window (the embedding jobs' `n_fraction`)."""
+    return np.array([w.count("N") / max(len(w), 1) for w in windows], dtype=np.float32)
+
+
+def one_window_sets(vectors: np.ndarray, tokens: np.ndarray, window_stride: int, n_fraction: np.ndarray,
+                    max_n_fraction: float):
+    """A `WindowSets` of one-window sequences (row i: window i), what a head reads. A
+    window with more N than `heads.max_n_fraction` is not usable, so the head scores it
+    as it classifies such a sequence: not at all (NaN), never as if it were bases."""
     from ..learning.windowsets import WindowSets
 
     n = len(vectors)
     keys = pa.table({"seq_index": np.arange(n, dtype=np.int64), "window_index": np.zeros(n, dtype=np.int32),
-                     "start": np.zeros(n, dtype=np.int64), "n_fraction": np.zeros(n, dtype=np.float32),
+                     "start": np.zeros(n, dtype=np.int64), "n_fraction": np.asarray(n_fraction, dtype=np.float32),
                      "tokens": np.asarray(tokens, dtype=np.int32)})
-    return WindowSets(keys, vectors, {"window_stride": window_stride}, 1.0)
+    return WindowSets(keys, vectors, {"window_stride": window_stride}, max_n_fraction)
 
 
 def distances(ref: np.ndarray, alt: np.ndarray) -> dict[str, np.ndarray]:

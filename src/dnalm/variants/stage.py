@@ -204,12 +204,14 @@ def shard_windows(table: pd.DataFrame, fasta: str, window_size: int, lean: int =
 
 def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_size: int, window_stride: int,
                 spec, head_dirs: dict[str, str], pooling: str, out_path: str, *, mlm_spec=None,
-                device: str = "cpu", engine_settings=None, context: dict | None = None) -> pd.DataFrame:
+                device: str = "cpu", engine_settings=None, context: dict | None = None,
+                max_n_fraction: float = 1.0) -> pd.DataFrame:
     """Scores of rows [shard * per_shard, (shard + 1) * per_shard) of the variant table.
 
     `spec`: the encoder the heads read (the run's embedding encoder); `head_dirs`: head
     name -> folder; `pooling`: the window vector the distances use; `mlm_spec`: the
-    masked-LM model of the zero-shot score (None: no LLR column).
+    masked-LM model of the zero-shot score (None: no LLR column); `max_n_fraction`
+    (`heads.max_n_fraction`): a window with more N gets no head scores (NaN).
 
     With `strands: both` every variant is scored on both placements of its windows (the
     extra base of uneven flanks on the right, then on the left) and the outputs averaged:
@@ -244,7 +246,7 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
         zero_shot = ZeroShot(mlm)
     placements = (0, 1) if spec.strands == "both" else (0,)
     scored = [_score_placement(table, fasta, window_size, window_stride, lean, embedder, spec.strands, heads,
-                               pooling, zero_shot) for lean in placements]
+                               pooling, zero_shot, max_n_fraction) for lean in placements]
     where = scored[0][0]
     columns = {name: np.mean([s[1][name] for s in scored], axis=0) for name in scored[0][1]}
     meanings = dict(FIXED_MEANINGS)
@@ -283,11 +285,11 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
 
 
 def _score_placement(table: pd.DataFrame, fasta: str, window_size: int, window_stride: int, lean: int, embedder,
-                     strands: str, heads: dict, pooling: str, zero_shot) -> tuple:
+                     strands: str, heads: dict, pooling: str, zero_shot, max_n_fraction: float) -> tuple:
     """One placement's (where the windows lie, {distance and llr columns}, {head: (ref
     outputs, alt outputs)})."""
     from ..learning.heads import predict
-    from .scoring import distances, one_window_sets
+    from .scoring import distances, n_fractions, one_window_sets
 
     refs, alts, llr_alts, where = shard_windows(table, fasta, window_size, lean)
     n = len(table)
@@ -297,7 +299,7 @@ def _score_placement(table: pd.DataFrame, fasta: str, window_size: int, window_s
     outputs = {}
     for name, head in heads.items():
         matrix = vectors.mean if head.config.pooling == "mean" else vectors.summary
-        data = one_window_sets(matrix, vectors.tokens, window_stride)
+        data = one_window_sets(matrix, vectors.tokens, window_stride, n_fractions(refs + alts), max_n_fraction)
         usable = data.has_usable()
         predicted = np.full((2 * n, head.config.n_classes), np.nan)
         predicted[usable] = predict(head, data, np.arange(2 * n)[usable])
