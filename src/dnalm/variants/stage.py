@@ -12,6 +12,10 @@
     gather_scores      job: scores.parquet and scores.tsv in VCF order, and the input VCF
                        with every score as an INFO field, bgzipped and tabix-indexed.
 
+Saturation mutagenesis (`mutagenesis.regions`) is a second study through the same scoring
+jobs: `plan_mutagenesis` (DAG time), `mutagenesis_table` and `gather_mutagenesis` (the
+per-base table, tracks and heatmap; `variants.mutagenesis`).
+
 Variant windows are `windows.size` bases (`variants.alleles`); a variant whose alleles or
 contig do not fit one is skipped with its reason, as is every ALT `variants.records` cannot
 score.
@@ -64,7 +68,10 @@ def read_and_check(vcf: str, fasta: str, window_size: int, regions: str = "",
     kept = []
     for variant in variants:
         problem = window_problem(variant, window_size, lengths[variant.chrom])
-        (skipped.append(Skipped.of(variant, problem)) if problem else kept.append(variant))
+        if problem:
+            skipped.append(Skipped.of(variant, problem))
+        else:
+            kept.append(variant)
     skipped.sort(key=lambda row: (row.record, row.alt_index))
     return kept, skipped
 
