@@ -247,7 +247,10 @@ def score_shard(table_path: str, shard: int, per_shard: int, fasta: str, window_
         heads[name] = load_head(folder)
         check_compatible(heads[name].config, encoder.identity.hidden_size, encoder.space.as_dict(), Path(folder))
     zero_shot = None
-    if mlm_spec is not None:
+    if mlm_spec is None:
+        print("no zero-shot score (llr): variants.zero_shot is false, or the model's checkpoint has no masked-LM "
+              "head (said when the run was planned)", file=sys.stderr)
+    else:
         mlm = Encoder.load(mlm_spec, window_size, window_stride, device, masked_lm=True, hash_weights=False)
         print(describe_llr_method(mlm.tokenizer), file=sys.stderr)
         zero_shot = ZeroShot(mlm)
