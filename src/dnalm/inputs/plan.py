@@ -68,7 +68,8 @@ def _plan_file(outdir: str) -> Path:
     return Path(outdir) / ".dnalm" / "plan.npz"
 
 
-def _file_state(path: str | os.PathLike) -> list | None:
+def file_state(path: str | os.PathLike) -> list | None:
+    """[absolute path, size, mtime in ns] of a file (None: it does not exist): what a cache key holds."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -95,7 +96,7 @@ def plan_key(source: RegionSource, outdir: str) -> str:
         "code": hashlib.sha256(b"".join(code)).hexdigest(),
         "source": dataclasses.asdict(source.settings),
         "outdir": os.path.abspath(outdir),
-        "files": [_file_state(f) if f else None for f in files],
+        "files": [file_state(f) if f else None for f in files],
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 

@@ -21,6 +21,7 @@ the head, so an annotation run reuses both like any other checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -311,10 +312,6 @@ def finetune(shard_paths: list[str], regions_path: str, labels_path: str | None,
 def _seed_predictions(tuner: Finetuner, settings: FinetuneSettings) -> tuple:
     """One extra seed's (task, val, test predictions): read back where that seed finished
     before (same fingerprint), else trained now and kept in its checkpoint folder."""
-    import json
-
-    from .tasks import task_for
-
     done = tuner.checkpoint.folder / "predictions.npz"
     if done.exists():
         with np.load(done, allow_pickle=False) as saved:

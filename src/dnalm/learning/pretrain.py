@@ -34,11 +34,10 @@ from ..errors import InputError
 from ..inputs.fasta import check_pretrain_lengths, open_fasta, read_fai
 from ..settings import EncoderSpec, PretrainSettings
 from ..tiling import tile_starts
+from ..windows.bases import as_n
 from .checkpoint import Checkpoint, fingerprint, rng_state
 from .toolkit import warmup_linear_decay
 
-_NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
-_TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))  # IUPAC codes and anything else read as N
 
 
 def _fmt(value: float | None) -> str:
@@ -77,7 +76,7 @@ class GenomeWindows:
             if f not in self._open:
                 self._open[f] = open_fasta(self.fastas[f])
             raw = self._open[f].fetch(self.names[f][self.contig[i]], int(self.start[i]), int(self.start[i]) + self.size)
-            seq = raw.upper().encode("ascii").translate(_TO_N).decode("ascii")
+            seq = as_n(raw)  # IUPAC codes and anything else read as N
             if seq.count("N") <= max_n_fraction * len(seq):
                 out.append(seq)
         return out

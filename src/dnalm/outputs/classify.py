@@ -77,6 +77,7 @@ from ..io import (
 )
 from ..learning.tasks import task_of_config
 from ..settings import WindowSpec
+from ..windows.bases import assemble
 from ..windows.shards import count_windows, plan_shards
 from .tracks import write_tracks
 
@@ -334,14 +335,18 @@ def _classify_closing_bases(window_paths: list[str], heads: dict, max_n_fraction
     starts = keys.column("start").to_numpy()
     usable = usable_windows(keys.column("n_fraction").to_numpy(), max_n_fraction)
     order, bounds = np.unique(seq, return_index=True)  # windows of a sequence are consecutive
-    bounds = [*bounds.tolist(), len(seq)]
+    spans = list(zip(bounds.tolist(), [*bounds.tolist()[1:], len(seq)]))
+    called = [row for row, (lo, hi) in enumerate(spans) if usable[lo:hi].any()]  # as the heads: else no call
+    sequences = [assemble(starts[lo:hi], bases[lo:hi]).encode("ascii") for lo, hi in (spans[r] for r in called)]
+    features: dict[int, np.ndarray] = {}  # k -> (called sequences, 4^k), counted once for heads of one k
     results = {}
     for head_dir, head in heads.items():
         started = time.perf_counter()
+        if head.k not in features:
+            features[head.k] = np.array([kmer_frequencies(s, head.k) for s in sequences], dtype=np.float32) \
+                .reshape(len(sequences), 4**head.k)
         pred = np.full((len(order), head.n_classes), np.nan, dtype=np.float64)
-        for row, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            if usable[lo:hi].any():  # as for the heads: no usable window, no call
-                pred[row] = head.predict(kmer_frequencies(_rebuild(starts[lo:hi], bases[lo:hi]), head.k)[None])[0]
+        pred[called] = head.predict(features[head.k])
         elapsed = time.perf_counter() - started
         print(f"{window_paths[-1]}: {len(order)} sequence(s) close here ({len(seq)} windows, {carried_in} of them "
               f"read back from earlier shards); k-mer head {head.kind} ({head_dir}): {elapsed:.2f} s",
@@ -354,16 +359,6 @@ def _classify_closing_bases(window_paths: list[str], heads: dict, max_n_fraction
                                       "head_kind": head.kind, "pooling": "bases", "max_n_fraction": max_n_fraction,
                                       "class_names": list(head.class_names), "task": head.task})
     return results
-
-
-def _rebuild(starts: np.ndarray, windows: np.ndarray) -> bytes:
-    """A sequence's bases from its windows (offsets in its own orientation), as the baselines
-    rule rebuilds them (`learning.baselines.sequences_from_windows`)."""
-    length = max(int(start) + len(window) for start, window in zip(starts, windows))
-    buffer = bytearray(b"N" * length)
-    for start, window in zip(starts, windows):
-        buffer[int(start): int(start) + len(window)] = window.encode("ascii")
-    return bytes(buffer)
 
 
 def classify_shard(embedding_paths: list[str], outputs: dict[str, str], max_n_fraction: float, *,

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from ..embedding.shards import read_embeddings
 from ..inputs.regions import read_regions
 from ..io import read_parquet
-from ..windows.bases import reverse_complement
+from ..windows.bases import assemble, reverse_complement
 
 NO_REGION = ""
 
@@ -102,7 +102,7 @@ def context_outputs(table: pd.DataFrame, regions_path: str, sequences_path: str,
     for i in placed:
         row, region = table.iloc[i], regions.loc[chosen[i]]
         rows = np.flatnonzero(frame["seq_index"].to_numpy() == chosen[i])
-        sequence = _rebuild(frame["start"].to_numpy()[rows], frame["sequence"].to_numpy()[rows])
+        sequence = assemble(frame["start"].to_numpy()[rows], frame["sequence"].to_numpy()[rows])
         ref, alt = row.ref, row.alt
         offset = row.pos - 1 - int(region["start"])
         if region["strand"] == "-":
@@ -142,12 +142,3 @@ def _keys(keys: pd.DataFrame, rows: np.ndarray, tokens: np.ndarray) -> pa.Table:
                      "start": keys["start"].to_numpy()[rows].astype(np.int64),
                      "n_fraction": keys["n_fraction"].to_numpy()[rows].astype(np.float32),
                      "tokens": np.asarray(tokens, dtype=np.int32)})
-
-
-def _rebuild(starts: np.ndarray, windows: np.ndarray) -> str:
-    """A region's bases (its own orientation) from its windows."""
-    length = max(int(s) + len(w) for s, w in zip(starts, windows))
-    buffer = ["N"] * length
-    for start, window in zip(starts, windows):
-        buffer[int(start): int(start) + len(window)] = window
-    return "".join(buffer)

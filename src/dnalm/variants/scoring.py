@@ -29,18 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..windows.bases import reverse_complement
+from ..windows.bases import as_n, reverse_complement
 
 EPS = 1e-6
 PASS_ROWS = 64  # masked windows per model call of the zero-shot score
-_NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
-_TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))
 
 
 def as_model_bases(window: str) -> str:
     """Reference flanks may hold IUPAC codes (or lower case): read them as N, as the
     embedding jobs do with `windows.iupac: as_n`."""
-    return window.upper().translate(_TO_N)
+    return as_n(window)
 
 
 # ---------------------------------------------------------------- supervised

@@ -38,6 +38,7 @@ import pyarrow as pa
 from .. import __version__
 from ..errors import InputError
 from ..inputs.fasta import open_fasta, read_fai
+from ..inputs.plan import file_state
 from ..io import read_parquet, read_provenance, write_json_atomic, write_table_atomic
 from .alleles import allele_windows, window_problem
 from .records import Skipped, Variant, read_regions_bed, read_variants, write_skipped
@@ -76,14 +77,6 @@ def read_and_check(vcf: str, fasta: str, window_size: int, regions: str = "",
     return kept, skipped
 
 
-def _file_state(path: str) -> list | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
-
-
 def _plan_key(settings, fasta: str, window_size: int, heads: tuple[str, ...] = ()) -> str:
     from . import alleles, records, vcf_out
 
@@ -91,7 +84,7 @@ def _plan_key(settings, fasta: str, window_size: int, heads: tuple[str, ...] = (
                     for module in (records, alleles, vcf_out, sys.modules[__name__]))
     files = [settings.vcf, settings.regions, fasta, f"{fasta}.fai"]
     state = {"version": __version__, "code": hashlib.sha256(code).hexdigest(), "settings": asdict(settings),
-             "window_size": window_size, "heads": list(heads), "files": [_file_state(f) if f else None for f in files]}
+             "window_size": window_size, "heads": list(heads), "files": [file_state(f) if f else None for f in files]}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 

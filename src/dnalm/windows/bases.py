@@ -53,3 +53,23 @@ def clean_sequence(raw: str, policy: str, record: str, fasta: str) -> tuple[str,
 
 def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
+
+
+_NOT_BASE = bytes(c for c in range(256) if c not in b"ACGTN")
+_TO_N = bytes.maketrans(_NOT_BASE, b"N" * len(_NOT_BASE))
+
+
+def as_n(seq: str) -> str:
+    """Upper-case ACGTN, every other letter (IUPAC codes, anything else) read as N: bases a
+    model reads where no `windows.iupac` policy applies (pretraining windows, variant flanks)."""
+    return seq.upper().encode("ascii").translate(_TO_N).decode("ascii")
+
+
+def assemble(starts, windows) -> str:
+    """A sequence's bases (its own orientation) from its windows and their offsets in it;
+    a base no window holds reads N."""
+    length = max(int(start) + len(window) for start, window in zip(starts, windows))
+    buffer = bytearray(b"N" * length)
+    for start, window in zip(starts, windows):
+        buffer[int(start): int(start) + len(window)] = window.encode("ascii")
+    return buffer.decode("ascii")
