@@ -117,14 +117,16 @@ def context_outputs(table: pd.DataFrame, regions_path: str, sequences_path: str,
                 changed.append((i, w, mutated[start: start + length]))
         usable_pairs.append((i, rows))
     vectors = embedder.embed([bases for *_, bases in changed], strands) if changed else None
+    by_variant: dict[int, list[tuple[int, int]]] = {}  # variant row -> its (window row, alt vector row)
+    for j, (i, w, _) in enumerate(changed):
+        by_variant.setdefault(i, []).append((w, j))
     for name, head in heads.items():
         keys, matrix = windows[head.config.pooling]
         alt_vectors = None if vectors is None else (vectors.mean if head.config.pooling == "mean" else vectors.summary)
         tokens = keys["tokens"].to_numpy()
         for i, rows in usable_pairs:
-            mine = [(w, j) for j, (v, w, _) in enumerate(changed) if v == i]  # this variant's windows
             alt_matrix, alt_tokens = matrix[rows].copy(), tokens[rows].copy()
-            for w, j in mine:
+            for w, j in by_variant.get(i, []):
                 at = int(np.flatnonzero(rows == w)[0])
                 alt_matrix[at], alt_tokens[at] = alt_vectors[j], vectors.tokens[j]
             for which, (vecs, toks) in enumerate(((matrix[rows], tokens[rows]), (alt_matrix, alt_tokens))):
