@@ -23,6 +23,7 @@ include: "rules/finetune.smk"
 include: "rules/train.smk"
 include: "rules/classify.smk"
 include: "rules/variants.smk"
+include: "rules/annotate.smk"
 include: "rules/report.smk"
 
 

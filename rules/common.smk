@@ -78,6 +78,7 @@ def end_run():
 wildcard_constraints:
     shard=r"\d{5}",
     vshard=r"\d{5}",
+    ashard=r"\d{5}",
     group=r"\d{5}",
     head=r"[A-Za-z0-9_]+",
 
@@ -93,6 +94,25 @@ VARIANT_OUTPUTS = (
     "scored.vcf.gz.tbi",
     "skipped.tsv",
 )
+ANNOTATION_OUTPUTS = (
+    "tracks",
+    "calls.gff3",
+    "calls.bed",
+    "split.tsv",
+    "metrics.json",
+    "metrics.tsv",
+    "browser.png",
+)
+# What train_annotator writes: the head, and the encoder where it is fine-tuned with it;
+# the encoder annotate_shard loads.
+ANNOTATOR_OUTPUTS = {
+    "weights": out("annotate/model/head.safetensors"),
+    "config": out("annotate/model/head.json"),
+}
+ANNOTATOR_ENCODER = ENCODER.base_files
+if RUN.annotation and RUN.annotation.finetune:
+    ANNOTATOR_OUTPUTS["encoder"] = directory(out("annotate/model/encoder"))
+    ANNOTATOR_ENCODER = [out("annotate/model/encoder")]
 WINDOW_SHARDS = expand(out("windows/shard_{shard}.parquet"), shard=RUN.shards)
 EMBEDDINGS = expand(out("embeddings/shard_{shard}.parquet"), shard=RUN.shards)
 HEAD_FILES = [
@@ -123,6 +143,8 @@ def final_outputs():
         outputs += [out(f"variants/{name}") for name in VARIANT_OUTPUTS]
     if RUN.mutagenesis:
         outputs += [out(f"mutagenesis/{name}") for name in MUTAGENESIS_OUTPUTS]
+    if RUN.annotation:
+        outputs += [out(f"annotate/{name}") for name in ANNOTATION_OUTPUTS]
     return outputs
 
 

@@ -9,7 +9,7 @@ import pytest
 from helpers.imports import PACKAGE, imports_of
 
 # Left to right: a module may import from its own stage and the stages to its left.
-STAGES = ["foundation", "inputs", "windows", "encoders", "embedding", "learning", "outputs", "variants", "workflow"]
+STAGES = ["foundation", "inputs", "windows", "encoders", "embedding", "learning", "outputs", "variants", "annotation", "workflow"]
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 

@@ -181,6 +181,10 @@ HIERARCHICAL_SHAPE = ("d_model", "layers", "attention_heads", "dropout", "attent
 # baselines' included (`HeadSettings.learner_params`).
 SHARED_BY_LEARNERS = ("pooling", "max_n_fraction", "val_fraction", "val_by", "val_block", "class_weights", "seed",
                       "task", "targets")
+# How fine-tuning trains an encoder (learning rates, schedule, LoRA, arithmetic): shared by
+# base annotation (`annotation.encoder: finetune`).
+OPTIMISER_KEYS = ("encoder_learning_rate", "head_learning_rate", "warmup_fraction", "weight_decay",
+                  "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "precision")
 # What a head learns (`heads.task`): keys a classification run's params leave out, so a run of
 # an earlier version, which had only classification, re-runs nothing.
 TASK_KEYS = ("task", "targets", "regression_loss")
@@ -293,6 +297,11 @@ class FinetuneSettings(HeadSettings):
             params.pop("seeds")
         return params
 
+    def optimiser_params(self) -> dict:
+        """How an encoder is trained, apart from any head or split: what base annotation shares
+        with fine-tuning (rule train_annotator's params)."""
+        return {key: getattr(self, key) for key in OPTIMISER_KEYS}
+
     def check(self) -> None:
         super().check()
         if self.head not in ("hierarchical", "mean"):
@@ -343,6 +352,47 @@ class MutagenesisSettings:
     max_length: int = default("mutagenesis.max_length")
 
 
+@dataclass(frozen=True)
+class AnnotationSettings:
+    """`annotation:`: labelling every base of the reference (`dnalm.annotation`)."""
+
+    features: str = default("annotation.features")  # set: the run annotates the genome
+    classes: tuple[str, ...] = tuple(default("annotation.classes"))
+    stranded: bool = default("annotation.stranded")
+    test_contigs: tuple[str, ...] = tuple(default("annotation.test_contigs"))  # set: split by contig
+    test_fraction: float = default("annotation.test_fraction")  # else: the last part of every contig
+    val_fraction: float = default("annotation.val_fraction")
+    encoder: str = default("annotation.encoder")  # finetune | frozen
+    epochs: int = default("annotation.epochs")
+    patience: int = default("annotation.patience")
+    windows_per_epoch: int = default("annotation.windows_per_epoch")
+    batch_size: int = default("annotation.batch_size")
+    min_length: int = default("annotation.min_length")
+    per_shard: int = default("annotation.per_shard")
+    seed: int = default("annotation.seed")
+    baseline_kmer: int = default("annotation.baseline.kmer")
+    baseline_flank: int = default("annotation.baseline.flank")
+    baseline_bases: int = default("annotation.baseline.bases")
+
+    def __post_init__(self):
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "test_contigs", tuple(self.test_contigs))
+
+    @classmethod
+    def from_section(cls, section: dict) -> "AnnotationSettings":
+        c = complete({"annotation": section})["annotation"]
+        baseline = {f"baseline_{k}": v for k, v in c.pop("baseline").items()}
+        return cls(**c, **baseline)
+
+    def training_params(self) -> dict:
+        """What the trained model depends on (rule train_annotator's params): not how it
+        is called or how inference is sharded."""
+        params = asdict(self)
+        for key in ("min_length", "per_shard", "baseline_kmer", "baseline_flank", "baseline_bases"):
+            params.pop(key)
+        return params
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -366,6 +416,7 @@ class RunSettings:
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     variants: VariantSettings = field(default_factory=VariantSettings)
     mutagenesis: MutagenesisSettings = field(default_factory=MutagenesisSettings)
+    annotation: AnnotationSettings = field(default_factory=AnnotationSettings)
 
     @property
     def annotating(self) -> bool:
@@ -405,4 +456,5 @@ def from_config(config: dict) -> RunSettings:
         classify=ClassifySettings(**c["classify"]),
         variants=VariantSettings(**c["variants"]),
         mutagenesis=MutagenesisSettings(**c["mutagenesis"]),
+        annotation=AnnotationSettings.from_section(c["annotation"]),
     )

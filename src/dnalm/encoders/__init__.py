@@ -35,6 +35,7 @@ from .base import (
     ModelFolder,
     Ragged,
     TokenBatch,
+    TokenSpans,
     WindowTokenizer,
     is_local,
     resolve,
@@ -48,8 +49,8 @@ from .nucleotide_transformer import NucleotideTransformer
 FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Dnabert, NucleotideTransformer, Character, HfTokenizer)}
 STRANDS = ("single", "both")
 
-__all__ = ["FAMILIES", "STRANDS", "Encoder", "Family", "ModelFolder", "Ragged", "TokenBatch", "WindowTokenizer",
-           "family_for", "identify", "is_local", "preflight", "resolve", "window_fit"]
+__all__ = ["FAMILIES", "STRANDS", "Encoder", "Family", "ModelFolder", "Ragged", "TokenBatch", "TokenSpans",
+           "WindowTokenizer", "family_for", "identify", "is_local", "preflight", "resolve", "window_fit"]
 
 
 def identify(family: Family, model: str, revision: str | None = None, hash_weights: bool = True,

@@ -325,6 +325,39 @@ class Ragged:
 
 
 @dataclass
+class TokenSpans:
+    """The bases each content token stands for: token j of window i (flat index offsets[i] + j,
+    aligned with `content(sequences)`) covers bases starts[t] .. ends[t] - 1 of its window.
+
+    What maps token states back to bases (annotation at base resolution): overlapping
+    k-mers cover k bases each and overlap, non-overlapping k-mers and byte-pair pieces
+    tile the window, an <unk> may stand for a whole stretch of letters."""
+
+    starts: np.ndarray  # (total tokens,) int64, 0-based within the window
+    ends: np.ndarray  # (total tokens,) int64, exclusive
+    offsets: np.ndarray  # (n_windows + 1,) int64, the same offsets as content(sequences)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per window."""
+        return np.diff(self.offsets)
+
+    @classmethod
+    def from_lengths(cls, starts: np.ndarray, ends: np.ndarray, counts: np.ndarray) -> "TokenSpans":
+        """Spans concatenated over windows, `counts[i]` tokens in window i."""
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), offsets)
+
+    @classmethod
+    def per_base(cls, sequences: list[str]) -> "TokenSpans":
+        """One token per base: token i covers [i, i+1) of its window."""
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        starts = ranges(np.zeros(len(lengths), dtype=np.int64), lengths)
+        return cls.from_lengths(starts, starts + 1, lengths)
+
+
+@dataclass
 class TokenBatch:
     """What a model pass takes, right-padded:
     input_ids       (batch, tokens) int64
@@ -363,6 +396,11 @@ class WindowTokenizer:
 
     def content(self, sequences: list[str]) -> Ragged:
         raise NotImplementedError
+
+    def spans(self, sequences: list[str]) -> TokenSpans:
+        """The bases each token of `content(sequences)` stands for (same tokens, same order)."""
+        raise NotImplementedError(f"{type(self).__name__} ({getattr(self, 'name', '?')}) does not tell the bases "
+                                  "its tokens stand for")
 
     @property
     def n_specials(self) -> int:

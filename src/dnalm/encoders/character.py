@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from ..errors import InputError
-from .base import Family, ModelFolder, Ragged, WindowTokenizer
+from .base import Family, ModelFolder, Ragged, TokenSpans, WindowTokenizer
 
 SPECIALS = ["[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]"]  # ids 0..6
 SEP, MASK, PAD, UNK = 1, 3, 4, 6
@@ -71,6 +71,10 @@ class CharacterWindows(WindowTokenizer):
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
         joined = np.frombuffer("".join(sequences).encode("latin-1"), dtype=np.uint8)
         return Ragged.from_lengths(self.table[joined], lengths)
+
+    def spans(self, sequences: list[str]) -> TokenSpans:
+        """One token per letter, [UNK] included: token i covers base i."""
+        return TokenSpans.per_base(sequences)
 
 
 class Character(Family):

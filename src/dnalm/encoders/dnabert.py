@@ -27,6 +27,7 @@ from .base import (
     Family,
     ModelFolder,
     Ragged,
+    TokenSpans,
     WindowTokenizer,
     byte_codes,
     load_hf_tokenizer,
@@ -114,6 +115,14 @@ class KmerTokenizer(WindowTokenizer):
             return Ragged.from_lengths(np.zeros(0, dtype=np.int64), counts)
         starts = np.cumsum(lengths) - lengths
         return Ragged.from_lengths(self._ids(codes)[ranges(starts, counts)], counts)
+
+    def spans(self, sequences: list[str]) -> TokenSpans:
+        """k-mer i covers bases [i, i+k): neighbours share k - 1 bases. A window shorter than k
+        has no tokens, as in `content`."""
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        counts = np.maximum(lengths - self.k + 1, 0)  # (n,) k-mers per window
+        starts = ranges(np.zeros(len(counts), dtype=np.int64), counts)  # (total,) 0 .. count-1 per window
+        return TokenSpans.from_lengths(starts, starts + self.k, counts)
 
 
 class Dnabert(Family):

@@ -13,6 +13,8 @@ token) and the longest that can ever fit (the longest token everywhere).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..errors import InputError
@@ -20,6 +22,7 @@ from .base import (
     Family,
     ModelFolder,
     Ragged,
+    TokenSpans,
     WindowTokenizer,
     load_hf_tokenizer,
     probe_template,
@@ -126,6 +129,48 @@ class AutoTokenizerWindows(WindowTokenizer):
             joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
             return Ragged.from_lengths(self.table[joined], np.fromiter(map(len, sequences), np.int64, len(sequences)))
         return Ragged.from_lists(self._tokenizer_ids(sequences))
+
+    def spans(self, sequences: list[str]) -> TokenSpans:
+        """The bases of each token of `content(sequences)`: one base a token on the per-base
+        path; otherwise the tokenizer's own character offsets (the same upper-cased text as
+        `content`, so the same tokens)."""
+        sequences = [s.upper() for s in sequences]
+        if self.table is not None:
+            return TokenSpans.per_base(sequences)
+        if self._backend is not None:
+            rows = [e.offsets for e in self._backend.encode_batch(sequences, add_special_tokens=False)]
+        else:
+            rows = self._slow_offsets(sequences)
+        counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        # [(start, end), ...] per window -> (total, 2)
+        pairs = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(rows)), dtype=np.int64,
+                            count=2 * int(counts.sum())).reshape(-1, 2)
+        return TokenSpans.from_lengths(pairs[:, 0], pairs[:, 1], counts)
+
+    def _slow_offsets(self, sequences: list[str]) -> list[list[tuple[int, int]]]:
+        """Offsets from a Python (slow) tokenizer: its offset mapping where it gives one (many
+        silently leave it out), else the token texts laid end to end, which holds only where
+        every token spells its bases: checked, since an unknown token's text ([UNK]) does not."""
+        try:
+            encoded = self.hf(sequences, add_special_tokens=False, return_offsets_mapping=True)
+        except NotImplementedError:  # transformers 4's Python tokenizers refuse offsets outright
+            encoded = {}
+        if "offset_mapping" in encoded:
+            return [[tuple(pair) for pair in row] for row in encoded["offset_mapping"]]
+        rows = []
+        for sequence, ids in zip(sequences, self._tokenizer_ids(sequences)):
+            widths = [len(token.removeprefix("##")) for token in self.hf.convert_ids_to_tokens(list(ids))]
+            ends = list(itertools.accumulate(widths))
+            if sum(widths) != len(sequence) or 0 in widths:  # laid end to end, they must tile the window
+                raise InputError(
+                    f"the folder's tokenizer gives no character offsets, and its tokens' texts do not spell the "
+                    f"window ({sum(widths)} letters in {len(ids)} tokens for {len(sequence)} bases; an unknown "
+                    "token's text, say): which bases each token stands for is not known",
+                    path=self.hf.name_or_path or type(self.hf).__name__,
+                    fix="give the model folder a fast tokenizer (tokenizer.json), which tells each token's "
+                        "offsets, or set encoder.family to the model's own family (auto detects k-mer vocabularies)")
+            rows.append(list(zip([0, *ends[:-1]], ends)))
+        return rows
 
 
 class HfTokenizer(Family):

@@ -27,6 +27,7 @@ from .base import (
     Family,
     ModelFolder,
     Ragged,
+    TokenSpans,
     WindowTokenizer,
     byte_codes,
     load_hf_tokenizer,
@@ -103,23 +104,46 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
 
     def _window(self, data: np.ndarray) -> np.ndarray:
         """Ids of one window holding letters other than A/C/G/T (upper-case bytes)."""
+        return self._window_tokens(data)[0]
+
+    def _run_spans(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of the tokens `_clean` gives a run of `length` bases: the k-mers, then
+        the leftover single bases."""
+        q, k = length // self.k, self.k
+        starts = np.r_[np.arange(q, dtype=np.int64) * k, q * k + np.arange(length % k, dtype=np.int64)]
+        return starts, np.r_[starts[:q] + k, starts[q:] + 1]
+
+    def _window_tokens(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, starts, ends) of one window holding letters other than A/C/G/T (upper-case
+        bytes): ids and spans come from one pass, so the spans follow the ids exactly."""
         codes = BASE_CODE[data]
         is_base = codes < 4
         cuts = np.flatnonzero(np.diff(is_base.astype(np.int8))) + 1
-        out = []
+        ids, starts, ends = [], [], []
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(codes)]):
             if lo == hi:
                 continue
             if is_base[lo]:
-                out.append(self._clean(codes[None, lo:hi])[0])
+                ids.append(self._clean(codes[None, lo:hi])[0])
+                run_starts, run_ends = self._run_spans(int(hi - lo))
+                starts.append(lo + run_starts)
+                ends.append(lo + run_ends)
                 continue
             letters = self.single[data[lo:hi]]
             unmatched = letters < 0
             # A stretch of letters without a token is one <unk>, as the trie leaves it in one piece.
             keep = ~unmatched | np.r_[True, ~unmatched[:-1]]
             letters = np.where(unmatched, self.unk_id, letters)
-            out.append(letters[keep])
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+            ids.append(letters[keep])
+            # A kept letter's token runs to the next kept letter: one base for a letter with a
+            # token, the whole stretch for an <unk>.
+            at = lo + np.flatnonzero(keep)
+            starts.append(at)
+            ends.append(np.r_[at[1:], hi])
+        if not ids:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        return tuple(np.concatenate(parts).astype(np.int64) for parts in (ids, starts, ends))
 
     def content(self, sequences: list[str]) -> Ragged:
         n, k = len(sequences), self.k
@@ -142,6 +166,32 @@ class NonOverlappingKmerTokenizer(WindowTokenizer):
             out.ids[ranges(out.offsets[rows], tokens[rows])] = self._clean(window_codes).reshape(-1)
         for i, ids in dirty.items():
             out.ids[out.offsets[i] : out.offsets[i + 1]] = ids
+        return out
+
+    def spans(self, sequences: list[str]) -> TokenSpans:
+        """The bases of each token of `content(sequences)`: a k-mer covers k bases, a leftover
+        base, N or other letter with a token one, an <unk> its whole stretch of letters."""
+        n, k = len(sequences), self.k
+        codes, lengths = byte_codes(sequences, BASE_CODE_BYTES)
+        starts = np.cumsum(lengths) - lengths
+        not_base = np.concatenate([[0], np.cumsum(codes > 3, dtype=np.int64)])
+        clean = not_base[starts + lengths] == not_base[starts]  # windows of pure A/C/G/T
+        tokens = np.where(clean, lengths // k + lengths % k, 0)  # (n,)
+        dirty = {}
+        for i in np.flatnonzero(~clean):  # as in content: one by one, upper-cased
+            _, *dirty[i] = self._window_tokens(np.frombuffer(sequences[i].upper().encode("ascii"), dtype=np.uint8))
+            tokens[i] = len(dirty[i][0])
+        # Clean windows, all at once: token j of a window of L bases is k-mer j while
+        # j < L // k, then leftover base L // k * k + (j - L // k). (total,) arrays below.
+        j = ranges(np.zeros(n, dtype=np.int64), tokens)
+        q = np.repeat(lengths // k, tokens)
+        kmer = j < q
+        token_starts = np.where(kmer, j * k, q * k + (j - q))
+        token_ends = token_starts + np.where(kmer, k, 1)
+        out = TokenSpans.from_lengths(token_starts, token_ends, tokens)
+        for i, (window_starts, window_ends) in dirty.items():  # overwrite the dirty windows' rows
+            out.starts[out.offsets[i] : out.offsets[i + 1]] = window_starts
+            out.ends[out.offsets[i] : out.offsets[i + 1]] = window_ends
         return out
 
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..annotation.stage import AnnotationPlan, plan_annotation
 from ..encoders import ModelFolder, identify, is_local, masked_lm_head_in, preflight, window_fit
 from ..encoders.tiny import planned_identity, tiny_positions, tiny_window_limits
 from ..errors import InputError
@@ -83,6 +84,7 @@ class RunPlan:
     kmer_heads: dict[str, str] = field(default_factory=dict)  # name -> folder
     variants: VariantPlan | None = None  # variants.vcf set: the variants to score, checked
     mutagenesis: VariantPlan | None = None  # mutagenesis.regions set: the changes to score
+    annotation: AnnotationPlan | None = None  # annotation.features set: the genome labelled base by base
     # The masked-LM model of the variants' zero-shot score (files, hub id); empty: no LLR.
     zero_shot_files: list[str] = field(default_factory=list)
     zero_shot_hub_id: str = ""
@@ -205,7 +207,19 @@ def plan_run(config: dict) -> RunPlan:
     _chain_steps(plan)
     if settings.variants.vcf or settings.mutagenesis.regions:
         _plan_variants(plan)
+    if settings.annotation.features:
+        _plan_annotation(plan)
     return plan
+
+
+def _plan_annotation(plan: RunPlan) -> None:
+    """The genome's base annotation: features and split checked before any job. It trains
+    from the model fine-tuning would start from (configured or pretrained)."""
+    if not (plan.encoder.base_files or plan.encoder.base_hub_id) or plan.kmer_heads and not plan.heads:
+        raise InputError("annotation.features is set, but this run classifies with a k-mer head and loads no "
+                         "encoder to annotate with", fix="annotate in a run with an encoder (no k-mer "
+                                                         "classify.pretrained_head)")
+    plan.annotation = plan_annotation(plan.settings, plan.fasta, plan.encoder.space.encoder.hidden_size)
 
 
 def _plan_variants(plan: RunPlan) -> None:

@@ -1,0 +1,52 @@
+"""The annotation stage as the workflow plans it, before any job: the features read and
+checked (file:line), the split checked to leave every part something to learn or score,
+and the inference shards counted from the reference's lengths (so a dry run shows every
+annotate_shard job)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from ..inputs.fasta import read_fai
+from ..settings import RunSettings, check_lora_rank
+from .features import annotation_classes, read_features
+from .split import shard_count, split_genome
+
+
+@dataclass(frozen=True)
+class AnnotationPlan:
+    features: str
+    classes: tuple[str, ...]  # class names (track and call names), background excluded
+    shards: int  # annotate_shard jobs
+    finetune: bool  # the encoder is trained with the head (a fine-tuned encoder folder is written)
+    features_per_class: dict
+
+    def shard_names(self) -> list[str]:
+        from ..windows.shards import shard_name
+
+        return [shard_name(i) for i in range(self.shards)]
+
+
+def plan_annotation(settings: RunSettings, fasta: str, hidden_size: int | None) -> AnnotationPlan:
+    a = settings.annotation
+    lengths = read_fai(fasta)
+    classes = annotation_classes(list(a.classes), a.stranded)
+    features = read_features(a.features, lengths, {c.type for c in classes})
+    split_genome(lengths, a, settings.windows.size, a.features)
+    finetune = a.encoder == "finetune"
+    if finetune:
+        check_lora_rank(settings.finetune.lora_r, hidden_size)
+    counts = {}
+    for c in classes:
+        rows = features["type"] == c.type
+        if c.strand:
+            rows &= features["strand"] == c.strand
+        counts[c.name] = int(rows.sum())
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        print(f"note: no feature of class {', '.join(empty)} in {a.features}: every base of it is background",
+              file=sys.stderr)
+    return AnnotationPlan(a.features, tuple(c.name for c in classes),
+                          shard_count(lengths, settings.windows.size, settings.windows.stride, a.per_shard),
+                          finetune, counts)
