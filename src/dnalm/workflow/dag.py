@@ -126,7 +126,7 @@ class RunPlan:
 
     @property
     def finetune(self) -> bool:
-        return self.settings.finetune_active and not self.settings.annotating
+        return self.settings.finetune_active and not self.settings.annotating and bool(self.heads)
 
     @property
     def pretrain(self) -> bool:
@@ -196,6 +196,8 @@ def plan_run(config: dict) -> RunPlan:
         heads, kmer_heads = [], {"pretrained": settings.classify.pretrained_head}
     elif settings.annotating:
         heads = ["pretrained"]
+    elif settings.annotation.features and not inputs.labelled:
+        heads = []  # base annotation alone: no sequence has a label, so none is classified
     else:
         heads = _trained_heads(settings, source, inputs)
         if settings.classify.kmer_baseline:

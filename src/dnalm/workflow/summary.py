@@ -25,7 +25,7 @@ TRACKS = {"classification": "calls.bed, prob_<class>.bedGraph and .bw",
 
 def print_summary(plan: RunPlan) -> None:
     out = plan.outdir
-    print("\ndnalm finished. Per-sequence tables:")
+    print("\ndnalm finished." + (" Per-sequence tables:" if plan.classifiers else ""))
     heads = {}
     task = plan.task
     for head in plan.heads:
@@ -52,7 +52,7 @@ def print_summary(plan: RunPlan) -> None:
             print(f"  {leak_line(found['leak'])}")
         if heads:
             print(f"  {choice_line(heads, found)}")
-    if plan.settings.classify.tracks:
+    if plan.settings.classify.tracks and plan.classifiers:
         print(f"  tracks: {out}/classify/<head>/tracks/ ({TRACKS[task]}; tracks.tsv maps them to files)")
     if plan.variants:
         print(f"  variants: {plan.variants.scored} scored, {plan.variants.skipped} ALT(s) skipped (why: "
@@ -61,4 +61,23 @@ def print_summary(plan: RunPlan) -> None:
     if plan.mutagenesis:
         print(f"  mutagenesis: {plan.mutagenesis.scored} single-base changes scored: {out}/mutagenesis/scores.tsv "
               f"(and .parquet), tracks/ (per-base bigWig per score), heatmap.png")
+    if plan.annotation:
+        print_annotation(out)
     print("  report: snakemake --report report.html (with the same --configfile options)")
+
+
+def print_annotation(out: str) -> None:
+    """Per class, the test part's per-base F1 and exactly found features of the model and the
+    baselines (annotate/metrics.json), and where the calls and tracks are."""
+    path = Path(f"{out}/annotate/metrics.json")
+    print(f"  base annotation: {out}/annotate/calls.gff3 (and calls.bed), tracks/<class>.bw, metrics.tsv")
+    if not path.exists():
+        return
+    found = json.loads(path.read_text())
+    for model, per_class in found["test"].items():
+        parts = []
+        for name, m in per_class.items():
+            f1, exact = m["per_base"]["f1"], m["per_feature"]["exact"]["sensitivity"]
+            parts.append(f"{name} per-base F1 {'n/a' if f1 is None else f'{f1:.3f}'}, features exact "
+                         f"{'n/a' if exact is None else f'{exact:.3f}'}")
+        print(f"    test, {model}: " + "; ".join(parts))
