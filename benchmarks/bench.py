@@ -26,6 +26,11 @@ Rows (sections, `--only` names them):
   variants  variants scored per second: the zero-shot LLR (`dnalm.variants.scoring.ZeroShot`) and
             the embedding of the ref and alt windows, on the first `--variants` variants of the
             E. coli recipe VCF with the demo's tiny DNABERT-6, 1 thread; on the GPU too when visible.
+  annotation base annotation's inference in bases of genome per second (`dnalm.annotation.infer.
+            predict_stretch`: token states, head, tokens to bases, softmax, overlaps weighted) on
+            `--annotation-kb` of E. coli in 512 bp windows every 256, tiny DNABERT-6, 1 thread,
+            against embedding the same windows (`Embedder`, the sequence path); the per-base
+            k-mer baseline's prediction on the same bases; on the GPU too when visible.
 
 Timings drift on shared machines, so contenders run interleaved, round after round, and
 each keeps its best round; quote the ratios, which come from one run.
@@ -54,7 +59,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 ECOLI = REPO / "data" / "ecoli_k12_mg1655_NC_000913.3.fa.gz"
 LAMBDA = REPO / "data" / "lambda_phage_NC_001416.1.fa.gz"
-SECTIONS = ("tokenize", "embed", "precision", "agreement", "classify", "extract", "plan", "gpu", "variants")
+SECTIONS = ("tokenize", "embed", "precision", "agreement", "classify", "extract", "plan", "gpu", "variants",
+            "annotation")
 VARIANTS_VCF = REPO / "data" / "ecoli_k12_variants.vcf.gz"
 HUMAN_WINDOWS = 12_000_000  # a human genome tiled at stride 256, one strand (PERF_NOTES: 12.1 million)
 
@@ -794,6 +800,74 @@ def bench_variants(args, tmp: Path) -> list[Row]:
     return rows
 
 
+def bench_annotation(args, tmp: Path) -> list[Row]:
+    """Bases of genome annotated per second: the tagger over overlapping windows, against the
+    embedding of the same windows (what a sequence run computes), and the k-mer baseline."""
+    import pysam
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from dnalm.annotation.baseline import kmer_ids, predict_contig, window_counts
+    from dnalm.annotation.infer import predict_stretch
+    from dnalm.annotation.split import contig_windows
+    from dnalm.annotation.tagger import BaseTagger, TokenHead
+    from dnalm.embedding.engine import Embedder
+    from dnalm.encoders import Encoder
+    from dnalm.encoders.tiny import build_tiny_encoder
+    from dnalm.settings import EncoderSpec
+
+    folder = build_tiny_encoder(tmp / "tiny_annotation", "dnabert")  # the demo's encoder shape: 2 layers x 128
+    with pysam.FastaFile(str(ECOLI)) as fasta:
+        sequence = fasta.fetch(fasta.references[0], 1_000_000, 1_000_000 + args.annotation_kb * 1000).upper()
+    starts, lengths = contig_windows(len(sequence), 512, 256)
+    windows = [sequence[s : s + n] for s, n in zip(starts, lengths)]
+    hours = 3.1e9 / 3600  # bases of a human genome, over 3,600 s
+
+    def measure(device: str, precision: str, where: str) -> list[Row]:
+        encoder = Encoder.load(EncoderSpec(str(folder), precision=precision), 512, 256, device)
+        tagger = BaseTagger(encoder, TokenHead(encoder.identity.hidden_size, 3).to(device), frozen=True).eval()
+        embedder = Embedder(encoder)
+        per_batch = 16 if device == "cpu" else 128
+        best = side_by_side({"tagger": lambda: predict_stretch(tagger, sequence, starts, lengths, 3, per_batch),
+                             "embed": lambda: embedder.embed(windows)}, args.rounds)
+        n = len(sequence)
+        per = "one core" if device == "cpu" else f"one {where}"
+        return [
+            Row("9 annotation", f"base annotation, {precision}: {args.annotation_kb} kb of E. coli, {len(windows)} windows "
+                                f"(512 bp every 256), tiny DNABERT-6 (2 x 128), 3 classes, {where}",
+                f"{n / best['tagger']:,.0f} bp/s", f"embedding the same windows: {n / best['embed']:,.0f} bp/s",
+                f"{best['embed'] / best['tagger']:.2f}x",
+                f"human genome: {hours / (n / best['tagger']):,.1f} h of {per}"),
+        ]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = measure("cpu", "fp32", "CPU, 1 thread")
+        rng = np.random.default_rng(0)
+        positions = np.sort(rng.integers(48, len(sequence) - 48, 20_000))
+        ids = kmer_ids(sequence, 4)
+        x = window_counts(ids, 4, 48, positions)
+        y = rng.integers(0, 3, len(positions))  # the cost does not depend on what was learnt
+        scaler = StandardScaler().fit(x)
+        model = LogisticRegression(max_iter=50).fit(scaler.transform(x), y)
+        best = side_by_side({"kmer": lambda: predict_contig(sequence, scaler, model, 4, 48, 3)}, args.rounds)
+        rows.append(Row("9 annotation", f"per-base 4-mer logistic baseline (flank 48), same {args.annotation_kb} kb, "
+                                        "CPU, 1 thread", f"{len(sequence) / best['kmer']:,.0f} bp/s"))
+    finally:
+        torch.set_num_threads(before)
+    from dnalm.compute import pick_device
+
+    device = pick_device(args.device)
+    if not device.startswith("cuda"):
+        rows.append(Row("9 annotation", "the same on the GPU (bf16)",
+                        "no GPU visible (torch.cuda.is_available() is False): not measured"))
+    else:
+        rows += measure(device, "bf16", torch.cuda.get_device_name(device))
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -836,6 +910,7 @@ def main() -> None:
     parser.add_argument("--gpu-windows", type=int, default=8192)
     parser.add_argument("--gpu-tokens-per-batch", type=int, default=65536, help="as profiles/slurm sets it")
     parser.add_argument("--variants", type=int, default=200, help="variants of the recipe VCF to score")
+    parser.add_argument("--annotation-kb", type=int, default=100, help="kb of E. coli annotated base by base")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))

@@ -76,7 +76,7 @@ if RUN.annotation:
             mem_mb=8000,
             runtime=60,
         params:
-            settings=asdict(S.annotation),
+            settings=S.annotation.baseline_params(),
             window_size=S.windows.size,
         script:
             "../scripts/annotation_baseline.py"
@@ -112,7 +112,7 @@ if RUN.annotation:
             mem_mb=16000,
             runtime=60,
         params:
-            settings=asdict(S.annotation),
+            settings=S.annotation.gather_params(),
             window_size=S.windows.size,
         script:
             "../scripts/gather_annotation.py"

@@ -357,6 +357,7 @@ class AnnotationSettings:
     """`annotation:`: labelling every base of the reference (`dnalm.annotation`)."""
 
     features: str = default("annotation.features")  # set: the run annotates the genome
+    alone: bool = default("annotation.alone")  # and classifies no sequence
     classes: tuple[str, ...] = tuple(default("annotation.classes"))
     stranded: bool = default("annotation.stranded")
     test_contigs: tuple[str, ...] = tuple(default("annotation.test_contigs"))  # set: split by contig
@@ -388,7 +389,23 @@ class AnnotationSettings:
         """What the trained model depends on (rule train_annotator's params): not how it
         is called or how inference is sharded."""
         params = asdict(self)
-        for key in ("min_length", "per_shard", "baseline_kmer", "baseline_flank", "baseline_bases"):
+        for key in ("alone", "min_length", "per_shard", "baseline_kmer", "baseline_flank", "baseline_bases"):
+            params.pop(key)
+        return params
+
+    def gather_params(self) -> dict:
+        """What the calls and scores depend on beyond their inputs (rule gather_annotation)."""
+        params = asdict(self)
+        for key in ("alone", "per_shard"):
+            params.pop(key)
+        return params
+
+    def baseline_params(self) -> dict:
+        """What the per-base k-mer baseline depends on (rule annotation_baseline's params):
+        the classes, the split and its own keys, not the model's training."""
+        params = asdict(self)
+        for key in ("alone", "encoder", "epochs", "patience", "windows_per_epoch", "batch_size", "min_length",
+                    "per_shard"):
             params.pop(key)
         return params
 

@@ -46,12 +46,12 @@ def window_counts(ids: np.ndarray, k: int, flank: int, positions: np.ndarray) ->
     if len(positions) == 0:
         return np.zeros((0, 4**k), np.float32)
     lo = max(0, int(positions.min()) - flank)
-    hi = min(len(ids), int(positions.max()) + flank - k + 2)
+    hi = max(lo, min(len(ids), int(positions.max()) + flank - k + 2))
     onehot = np.zeros((hi - lo + 1, 4**k + 1), np.int32)
     onehot[np.arange(1, hi - lo + 1), ids[lo:hi]] = 1
     running = np.cumsum(onehot, axis=0)  # row r: counts of ids[lo : lo + r]
     a = np.clip(positions - flank, lo, hi) - lo
-    b = np.clip(positions + flank - k + 2, lo, hi) - lo
+    b = np.maximum(np.clip(positions + flank - k + 2, lo, hi) - lo, a)  # 2 * flank + 1 < k: nothing counted
     return (running[b, : 4**k] - running[a, : 4**k]).astype(np.float32)
 
 

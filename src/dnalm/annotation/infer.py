@@ -13,7 +13,6 @@ The shard file's layout: `shards`.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -44,6 +43,27 @@ def load_tagger(spec: EncoderSpec, model_dir: str, window_size: int, stride: int
     return BaseTagger(encoder, head.to(device), frozen=True).eval(), config
 
 
+def predict_stretch(tagger: BaseTagger, sequence: str, starts: np.ndarray, lengths: np.ndarray, n_classes: int,
+                    per_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sums (bases, classes), weights (bases,)) of the windows starts[j]..starts[j] + lengths[j]
+    of `sequence`: each window's per-base probabilities times its centre weights, added up."""
+    sums = np.zeros((len(sequence), n_classes), np.float32)
+    weight = np.zeros(len(sequence), np.float32)
+    for b in range(0, len(starts), per_batch):
+        picks = range(b, min(b + per_batch, len(starts)))
+        texts = [sequence[starts[j] : starts[j] + lengths[j]] for j in picks]
+        with torch.no_grad():
+            proba = torch.softmax(tagger(texts).float(), dim=1).cpu().numpy()  # (bases of the batch, classes)
+        at = 0
+        for j, text in zip(picks, texts):
+            w = centre_weights(len(text))
+            where = slice(starts[j], starts[j] + len(text))
+            sums[where] += proba[at : at + len(text)] * w[:, None]
+            weight[where] += w
+            at += len(text)
+    return sums, weight
+
+
 def annotate_shard(fasta: str, shard: int, per_shard: int, window_size: int, stride: int, spec: EncoderSpec,
                    model_dir: str, out_path: str, tokens_per_batch: int = 16384, device: str = "auto",
                    log=sys.stderr) -> int:
@@ -51,29 +71,15 @@ def annotate_shard(fasta: str, shard: int, per_shard: int, window_size: int, str
     device = pick_device(device)
     lengths = read_fai(fasta)
     windows = shard_windows(lengths, window_size, stride, shard, per_shard)
-    tagger, config = load_tagger(replace(spec), model_dir, window_size, stride, device)
+    tagger, config = load_tagger(spec, model_dir, window_size, stride, device)
     n_classes = len(config["classes"]) + 1
     reference = open_fasta(fasta)
     per_batch = max(1, tokens_per_batch // window_size)
     arrays, contigs, starts, ends = {}, [], [], []
     for i, (contig, rows) in enumerate(windows.groupby("contig", sort=False)):
         lo, hi = int(rows.start.min()), int((rows.start + rows.length).max())
-        sums = np.zeros((hi - lo, n_classes), np.float32)
-        weight = np.zeros(hi - lo, np.float32)
-        sequence = as_n(reference.fetch(contig, lo, hi))
-        starts_rows, lengths_rows = rows.start.to_numpy() - lo, rows.length.to_numpy()
-        for b in range(0, len(rows), per_batch):
-            picks = range(b, min(b + per_batch, len(rows)))
-            texts = [sequence[starts_rows[j] : starts_rows[j] + lengths_rows[j]] for j in picks]
-            with torch.no_grad():
-                proba = torch.softmax(tagger(texts).float(), dim=1).cpu().numpy()  # (bases of the batch, classes)
-            at = 0
-            for j, text in zip(picks, texts):
-                w = centre_weights(len(text))
-                where = slice(starts_rows[j], starts_rows[j] + len(text))
-                sums[where] += proba[at : at + len(text)] * w[:, None]
-                weight[where] += w
-                at += len(text)
+        sums, weight = predict_stretch(tagger, as_n(reference.fetch(contig, lo, hi)), rows.start.to_numpy() - lo,
+                                       rows.length.to_numpy(), n_classes, per_batch)
         arrays[f"sum_{i}"], arrays[f"weight_{i}"] = sums, weight
         contigs.append(contig)
         starts.append(lo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from ..errors import InputError
 from ..inputs.fasta import read_fai
 from ..settings import RunSettings, check_lora_rank
 from .features import annotation_classes, read_features
@@ -30,6 +31,10 @@ class AnnotationPlan:
 
 def plan_annotation(settings: RunSettings, fasta: str, hidden_size: int | None) -> AnnotationPlan:
     a = settings.annotation
+    if 2 * a.baseline_flank + 1 < a.baseline_kmer:
+        raise InputError(f"annotation.baseline.flank ({a.baseline_flank}) counts {2 * a.baseline_flank + 1} bases "
+                         f"around a base, fewer than one {a.baseline_kmer}-mer: the baseline would count nothing",
+                         fix=f"set annotation.baseline.flank to at least {a.baseline_kmer // 2}")
     lengths = read_fai(fasta)
     classes = annotation_classes(list(a.classes), a.stranded)
     features = read_features(a.features, lengths, {c.type for c in classes})

@@ -196,8 +196,8 @@ def plan_run(config: dict) -> RunPlan:
         heads, kmer_heads = [], {"pretrained": settings.classify.pretrained_head}
     elif settings.annotating:
         heads = ["pretrained"]
-    elif settings.annotation.features and not inputs.labelled:
-        heads = []  # base annotation alone: no sequence has a label, so none is classified
+    elif settings.annotation.features and (settings.annotation.alone or not inputs.labelled):
+        heads = []  # base annotation alone: asked for, or no sequence has a label to learn from
     else:
         heads = _trained_heads(settings, source, inputs)
         if settings.classify.kmer_baseline:

@@ -1,0 +1,464 @@
+"""dnalm.annotation end to end on small inputs: the genome split (no training or
+validation window reads a base of another part), the map from token logits back to bases
+for every family (checked against a plain loop over tokens), the combination of
+overlapping inference windows across shards (against a constant model and a loop), a
+killed training resumed to the uninterrupted result, the k-mer baseline's counts (against
+brute force), and the centre weights."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import torch
+from helpers.data import PHIX, read_records, write_fasta
+from helpers.workflow import REPO
+from safetensors.torch import load_file
+
+from dnalm.annotation.baseline import kmer_ids, window_counts
+from dnalm.annotation.gather import combine_shards
+from dnalm.annotation.infer import annotate_shard
+from dnalm.annotation.split import part_windows, shard_count, split_genome
+from dnalm.annotation.tagger import BaseTagger, TokenHead, centre_weights, load_tagger_head, save_tagger_head
+from dnalm.annotation.train import AnnotatorTraining
+from dnalm.encoders import Encoder
+from dnalm.errors import InputError
+from dnalm.inputs.fasta import read_fai
+from dnalm.settings import AnnotationSettings, EncoderSpec, FinetuneSettings
+
+PHIX_GENES = REPO / "data" / "phiX174_genes.bed"
+FAMILIES = ("dnabert", "nucleotide_transformer", "bpe", "per_base")
+CLASSES = ["CDS_plus", "CDS_minus"]  # annotation_classes(["CDS"], stranded=True)
+# phiX (5,386 bp): train [0, 3433), val [3433, 4039), test [4039, 5386) with these fractions
+SETTINGS = replace(AnnotationSettings(), test_fraction=0.25, val_fraction=0.15, epochs=1, patience=1,
+                   windows_per_epoch=4, batch_size=2, seed=0)
+TUNING = FinetuneSettings(seed=0, gradient_checkpointing=False, precision="fp32", warmup_fraction=0.1)
+WINDOW = 128
+
+
+def _phix_truth(length: int) -> np.ndarray:
+    """Per base: 0 background, 1 CDS on +, 2 CDS on -, read from the BED with a loop (the
+    earlier class wins where they overlap: CDS_plus before CDS_minus)."""
+    bed = pd.read_csv(PHIX_GENES, sep="\t", header=None)
+    labels = np.zeros(length, np.int64)
+    for strand, label in (("-", 2), ("+", 1)):  # + written last: it wins
+        for _, row in bed[(bed[6] == "CDS") & (bed[5] == strand)].iterrows():
+            labels[int(row[1]) : int(row[2])] = label
+    return labels
+
+
+# ----------------------------------------------------------------------------- 1. the split
+
+
+@pytest.fixture(scope="module")
+def three_contigs(tmp_path_factory):
+    """A 3-contig FASTA (indexed with pysam.faidx) and its lengths."""
+    rng = np.random.default_rng(7)
+    lengths = {"chrA": 1500, "chrB": 937, "chrC": 611}
+    path = write_fasta(tmp_path_factory.mktemp("split") / "three.fa",
+                       {c: "".join(rng.choice(list("ACGT"), n)) for c, n in lengths.items()})
+    pysam.faidx(str(path))
+    assert read_fai(str(path)) == lengths
+    return path, lengths
+
+
+def _check_parts(stretches, lengths, parts_per_contig=None):
+    """Parts are disjoint and cover each contig exactly, each part once at most per contig."""
+    for contig, length in lengths.items():
+        mine = sorted((s for s in stretches if s.contig == contig), key=lambda s: s.start)
+        covered = np.zeros(length, np.int64)
+        for s in mine:
+            assert 0 <= s.start < s.end <= length
+            covered[s.start : s.end] += 1
+        assert (covered == 1).all(), contig
+        assert len({s.part for s in mine}) == len(mine)
+        if parts_per_contig is not None:
+            assert [s.part for s in mine] == parts_per_contig[contig]
+
+
+def _check_windows(windows, stretches, part, size, stride):
+    """Every window lies whole inside a stretch of `part` and overlaps no base of another
+    part; every stretch of `part` is read up to less than one stride from its end."""
+    assert windows
+    by_contig = {}
+    for s in stretches:
+        by_contig.setdefault(s.contig, []).append(s)
+    for contig, start in windows:
+        inside = [s for s in by_contig[contig] if s.part == part and s.start <= start and start + size <= s.end]
+        assert len(inside) == 1, (contig, start)
+        for s in by_contig[contig]:
+            if s.part != part:
+                assert start + size <= s.start or start >= s.end, (contig, start, s)
+    for s in stretches:
+        if s.part == part and s.end - s.start >= size:
+            starts = sorted(start for c, start in windows if c == s.contig and s.start <= start < s.end)
+            assert starts[0] == s.start and s.end - (starts[-1] + size) < stride
+            assert all(b - a == stride for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.parametrize("size, stride", [(64, 16), (100, 37)])
+def test_position_split_windows_never_leak(three_contigs, size, stride):
+    _, lengths = three_contigs
+    settings = replace(SETTINGS, test_fraction=0.3, val_fraction=0.2)
+    stretches = split_genome(lengths, settings, size)
+    _check_parts(stretches, lengths, {c: ["train", "val", "test"] for c in lengths})
+    for s in stretches:  # the test part is the last 30 % of each contig
+        if s.part == "test":
+            assert s.start == int(lengths[s.contig] * 0.7) and s.end == lengths[s.contig]
+    for part in ("train", "val"):
+        _check_windows(part_windows(stretches, part, size, stride), stretches, part, size, stride)
+
+
+def test_contig_split_windows_never_leak(three_contigs):
+    _, lengths = three_contigs
+    settings = replace(SETTINGS, test_contigs=("chrB",), val_fraction=0.2)
+    stretches = split_genome(lengths, settings, 64)
+    _check_parts(stretches, lengths, {"chrA": ["train", "val"], "chrB": ["test"], "chrC": ["train", "val"]})
+    for part in ("train", "val"):
+        windows = part_windows(stretches, part, 64, 24)
+        _check_windows(windows, stretches, part, 64, 24)
+        assert all(contig != "chrB" for contig, _ in windows)
+
+
+@pytest.mark.parametrize("lengths, settings, size, refused", [
+    ({"a": 240}, replace(SETTINGS, test_fraction=0.25, val_fraction=0.5), 64, "test"),  # test part: 60 bp
+    ({"a": 400}, replace(SETTINGS, test_fraction=0.25, val_fraction=0.15), 64, "val"),  # val part: 45 bp
+    ({"a": 2000, "b": 500}, replace(SETTINGS, test_contigs=("a", "b")), 64, "train"),  # nothing left to train on
+    ({"a": 2000, "b": 50}, replace(SETTINGS, test_contigs=("b",)), 64, "test"),  # the test contig: 50 bp
+])
+def test_split_refuses_a_part_too_short_for_a_window(lengths, settings, size, refused):
+    with pytest.raises(InputError, match=f"the {refused} part of the genome has no stretch of a whole {size} bp"):
+        split_genome(lengths, settings, size)
+
+
+def test_split_refuses_an_unknown_test_contig(three_contigs):
+    _, lengths = three_contigs
+    with pytest.raises(InputError, match="chrZ"):
+        split_genome(lengths, replace(SETTINGS, test_contigs=("chrA", "chrZ")), 64)
+
+
+def test_annotator_training_reads_no_test_base_and_the_right_labels(tiny_models, tmp_path):
+    """On phiX with the tiny DNABERT: the windows training reads (recorded while it runs)
+    lie whole in the training part, validation windows in the validation part; the labels
+    read for a window are the BED's class at those bases and its text the reference's."""
+    training = AnnotatorTraining(str(PHIX), str(PHIX_GENES), SETTINGS, TUNING,
+                                 EncoderSpec(model=str(tiny_models["dnabert"])), WINDOW, 32,
+                                 str(tmp_path / "checkpoint"), device="cpu", log=io.StringIO())
+    (contig,) = training.genome.lengths
+    length = training.genome.lengths[contig]
+    test_cut = int(length * 0.75)
+    val_cut = int(test_cut * 0.85)
+    assert {(s.part, s.start, s.end) for s in training.stretches} == {
+        ("train", 0, val_cut), ("val", val_cut, test_cut), ("test", test_cut, length)}
+    assert training.train_windows and training.val_windows
+    assert all(start + WINDOW <= val_cut for _, start in training.train_windows)
+    assert all(val_cut <= start and start + WINDOW <= test_cut for _, start in training.val_windows)
+
+    read = {"train": [], "val": []}
+    batch = training._batch
+
+    def recording(picks):
+        read["train" if training.tagger.training else "val"].extend(picks)
+        return batch(picks)
+
+    training._batch = recording
+    training.run()
+    assert len(read["train"]) == SETTINGS.windows_per_epoch and read["val"]
+    assert all(start + WINDOW <= val_cut for _, start in read["train"])  # no val or test base
+    assert all(val_cut <= start and start + WINDOW <= test_cut for _, start in read["val"])
+
+    truth = _phix_truth(length)
+    assert (truth == 1).sum() > 0  # the BED has CDS on +; phiX has none on -
+    (sequence,) = read_records(PHIX).values()
+    picks = read["train"][:2] + read["val"][:1] + [(contig, test_cut - WINDOW)]
+    windows, y = batch(picks)
+    expected = np.concatenate([truth[start : start + WINDOW] for _, start in picks])
+    np.testing.assert_array_equal(y.cpu().numpy(), expected)
+    assert windows == [sequence[start : start + WINDOW].upper() for _, start in picks]
+    assert len(set(expected.tolist())) > 1  # the windows picked are not all one class
+
+
+# ----------------------------------------------------------------------------- 2. tokens -> bases
+
+
+def _kmer_size(folder) -> int:
+    return max(len(line.strip()) for line in (folder / "vocab.txt").read_text().splitlines()
+               if line.strip() and not line.startswith("["))
+
+
+def _nt_spans(window: str, k: int) -> list[tuple[int, int]]:
+    """Non-overlapping k-mer tokens: each run of A/C/G/T cut into k-mers from its start,
+    the bases left over one token each; any other letter one token each."""
+    spans, i = [], 0
+    window = window.upper()
+    while i < len(window):
+        if window[i] not in "ACGT":
+            spans.append((i, i + 1))
+            i += 1
+            continue
+        j = i
+        while j < len(window) and window[j] in "ACGT":
+            j += 1
+        q = (j - i) // k
+        spans += [(i + t * k, i + t * k + k) for t in range(q)] + [(b, b + 1) for b in range(i + q * k, j)]
+        i = j
+    return spans
+
+
+def _spans_of(family: str, folder, tokenizer, windows: list[str]) -> list[list[tuple[int, int]]]:
+    """Per window, the (start, end) of each of its content tokens."""
+    if family == "dnabert":
+        k = _kmer_size(folder)
+        return [[(i, i + k) for i in range(len(w) - k + 1)] for w in windows]
+    if family == "per_base":
+        return [[(i, i + 1) for i in range(len(w))] for w in windows]
+    if family == "nucleotide_transformer":
+        return [_nt_spans(w, tokenizer.k) for w in windows]
+    spans = tokenizer.spans(windows)  # byte-pair: the tokenizer's own offsets
+    out = []
+    for i, w in enumerate(windows):
+        lo, hi = spans.offsets[i], spans.offsets[i + 1]
+        row = list(zip(spans.starts[lo:hi].tolist(), spans.ends[lo:hi].tolist()))
+        covered = np.zeros(len(w), np.int64)
+        for a, b in row:
+            covered[a:b] += 1
+        assert (covered == 1).all()  # byte-pair pieces tile the window
+        out.append(row)
+    return out
+
+
+def _random_windows(seed: int) -> list[str]:
+    """A 64-bp and a 100-bp window, a 100-bp one with a 9-bp N run, and one shorter than a 6-mer."""
+    rng = np.random.default_rng(seed)
+    windows = ["".join(rng.choice(list("ACGT"), n)) for n in (64, 100, 100, 5)]
+    windows[2] = windows[2][:40] + "N" * 9 + windows[2][49:]
+    return windows
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_base_logits_are_the_mean_of_the_covering_tokens(tiny_models, family):
+    torch.manual_seed(3)
+    encoder = Encoder.load(EncoderSpec(model=str(tiny_models[family]), precision="fp32"), 100, 100, "cpu",
+                           hash_weights=False)
+    head = TokenHead(encoder.identity.hidden_size, 3)
+    with torch.no_grad():
+        head.linear.bias.normal_()
+    tagger = BaseTagger(encoder, head, frozen=True).eval()
+    windows = _random_windows(11)
+    with torch.no_grad():
+        got = tagger(windows).numpy()
+        token_logits = head(tagger.token_states(windows)).numpy()
+        # the token states of the batch are each window's own, in order
+        alone = torch.cat([tagger.token_states([w]) for w in windows]).numpy()
+    np.testing.assert_allclose(head(torch.from_numpy(alone)).detach().numpy(), token_logits, rtol=1e-4, atol=1e-4)
+    spans = _spans_of(family, tiny_models[family], encoder.tokenizer, windows)
+    assert len(token_logits) == sum(map(len, spans))
+    assert got.shape == (sum(map(len, windows)), 3)
+    expected, token = [], 0
+    for window, row in zip(windows, spans):
+        for b in range(len(window)):
+            covering = [token + t for t, (lo, hi) in enumerate(row) if lo <= b < hi]
+            expected.append(token_logits[covering].mean(axis=0) if covering else np.zeros(3, np.float32))
+        token += len(row)
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-5, atol=1e-6)
+    if family == "dnabert":  # no 6-mer in a 5-bp window: every class equally likely
+        assert (got[-5:] == 0).all()
+
+
+# ----------------------------------------------------------------------------- 3. shards combined
+
+
+def _save_head(head: TokenHead, folder, hidden: int) -> None:
+    save_tagger_head(head, folder, {"classes": CLASSES, "types": [["CDS", "+"], ["CDS", "-"]], "hidden_size": hidden,
+                                    "encoder": "frozen", "window_size": WINDOW})
+
+
+def _annotate(fasta, lengths, per_shard, size, stride, spec, model_dir, out) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for shard in range(shard_count(lengths, size, stride, per_shard)):
+        paths.append(str(out / f"shard{shard}.npz"))
+        annotate_shard(str(fasta), shard, per_shard, size, stride, spec, str(model_dir), paths[-1],
+                       tokens_per_batch=4 * size, device="cpu", log=io.StringIO())
+    return paths
+
+
+def test_a_constant_model_gives_a_constant_track(tiny_models, tmp_path):
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]))
+    head = TokenHead(32, 3)
+    bias = torch.tensor([0.3, -1.2, 1.7])
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(bias)
+    _save_head(head, tmp_path / "model", 32)
+    lengths = read_fai(str(PHIX))
+    shards = _annotate(PHIX, lengths, 15, WINDOW, 48, spec, tmp_path / "model", tmp_path / "shards")
+    assert len(shards) >= 5
+    proba = combine_shards(shards, lengths)  # refuses a base no shard covers
+    (track,) = proba.values()
+    assert track.shape == (5386, 3)
+    np.testing.assert_allclose(track, np.broadcast_to(torch.softmax(bias, 0).numpy(), track.shape), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_genome(tmp_path_factory):
+    """Contigs of 1,000 bp (an N run), 300 bp and 50 bp (shorter than a window) from phiX."""
+    (phix,) = read_records(PHIX).values()
+    records = {"one": phix[:480] + "N" * 20 + phix[500:1000], "two": phix[2000:2300], "three": phix[3000:3050]}
+    path = write_fasta(tmp_path_factory.mktemp("genome") / "small.fa", records)
+    pysam.faidx(str(path))
+    return path, records
+
+
+def test_shards_combine_to_the_weighted_mean_of_the_windows(tiny_models, small_genome, tmp_path):
+    fasta, records = small_genome
+    lengths = read_fai(str(fasta))
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]))
+    torch.manual_seed(5)
+    head = TokenHead(32, 3)
+    with torch.no_grad():
+        head.linear.weight.normal_(std=0.5)
+        head.linear.bias.normal_()
+    _save_head(head, tmp_path / "model", 32)
+    size, stride = WINDOW, 48
+    many = combine_shards(_annotate(fasta, lengths, 2, size, stride, spec, tmp_path / "model", tmp_path / "a"),
+                          lengths)
+    one = combine_shards(_annotate(fasta, lengths, 1000, size, stride, spec, tmp_path / "model", tmp_path / "b"),
+                         lengths)
+
+    # Independently: each window alone through the tagger, weighted min(p + 1, L - p), a loop.
+    loaded, _ = load_tagger_head(tmp_path / "model")
+    tagger = BaseTagger(Encoder.load(spec, size, stride, "cpu", hash_weights=False), loaded, frozen=True).eval()
+    expected = {}
+    for contig, sequence in records.items():
+        n = len(sequence)
+        starts = list(range(0, n - size + 1, stride)) if n > size else [0]
+        if n > size and starts[-1] + size < n:
+            starts.append(n - size)
+        sums, weights = np.zeros((n, 3)), np.zeros(n)
+        for start in starts:
+            window = sequence[start : start + size]
+            with torch.no_grad():
+                p = torch.softmax(tagger([window]), dim=1).numpy()
+            L = len(window)
+            for i in range(L):
+                w = min(i + 1, L - i)
+                sums[start + i] += w * p[i]
+                weights[start + i] += w
+        assert (weights > 0).all()
+        expected[contig] = sums / weights[:, None]
+    assert set(many) == set(one) == set(records)
+    for contig in records:
+        np.testing.assert_allclose(many[contig], one[contig], rtol=1e-5)
+        np.testing.assert_allclose(many[contig], expected[contig], rtol=1e-5)
+        assert many[contig].std(axis=0).max() > 1e-3  # the windows' predictions differ: the test can tell
+
+
+# ----------------------------------------------------------------------------- 4. resume
+
+
+def test_killed_annotator_training_resumes_to_the_uninterrupted_result(tiny_models, tmp_path):
+    settings = replace(SETTINGS, epochs=3, patience=3)
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]))
+
+    def training(folder, log):
+        return AnnotatorTraining(str(PHIX), str(PHIX_GENES), settings, TUNING, spec, WINDOW, 32,
+                                 str(tmp_path / folder / "checkpoint"), device="cpu", log=log)
+
+    with open(tmp_path / "whole.log", "w") as fh:
+        whole = training("whole", fh)
+        whole_state = whole.run()
+        whole.save(str(tmp_path / "whole" / "head"), str(tmp_path / "whole" / "encoder"))
+
+    class Stop(Exception):
+        pass
+
+    with open(tmp_path / "killed.log", "w") as fh:
+        first = training("killed", fh)
+        saves = first.checkpoint.save
+
+        def save_then_die(*args, **kwargs):
+            saves(*args, **kwargs)
+            raise Stop  # as if killed right after the first epoch's checkpoint
+
+        first.checkpoint.save = save_then_die
+        with pytest.raises(Stop):
+            first.run()
+    state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1
+    with open(tmp_path / "resume.log", "w") as fh:
+        again = training("killed", fh)
+        resumed_state = again.run()
+        again.save(str(tmp_path / "killed" / "head"), str(tmp_path / "killed" / "encoder"))
+    assert "resuming from the checkpoint after epoch 1" in (tmp_path / "resume.log").read_text()
+
+    def losses(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert len(whole_state["history"]) == 3
+    assert losses(resumed_state["history"]) == losses(whole_state["history"])
+    saved = [json.loads((tmp_path / run / "head" / "head.json").read_text()) for run in ("whole", "killed")]
+    assert losses(saved[0]["history"]) == losses(saved[1]["history"])
+    assert saved[0]["best_epoch"] == saved[1]["best_epoch"]
+    for name in ("head/head.safetensors", "encoder/model.safetensors"):
+        a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "killed" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert len({h["train_loss"] for h in whole_state["history"]}) == 3  # it trained: each epoch differs
+
+
+# ----------------------------------------------------------------------------- 5. baseline counts
+
+
+def _brute_counts(sequence: str, k: int, flank: int, p: int) -> np.ndarray:
+    index = {"".join(kmer): i for i, kmer in enumerate(itertools.product("ACGT", repeat=k))}
+    counts = np.zeros(4**k, np.float32)
+    for s in range(max(0, p - flank), min(p + flank - k + 1, len(sequence) - k) + 1):
+        kmer = sequence[s : s + k]
+        if kmer in index:  # a k-mer holding N is not counted
+            counts[index[kmer]] += 1
+    return counts
+
+
+@pytest.mark.parametrize("k, flank", [
+    (1, 0), (2, 3), (3, 10), (4, 48), (4, 2),
+    (6, 1),  # a count window shorter than a k-mer: nothing counted
+])
+def test_window_counts_match_brute_force(k, flank):
+    rng = np.random.default_rng(k * 100 + flank)
+    letters = rng.choice(list("ACGT"), 400)
+    letters[50:58] = "N"
+    letters[rng.choice(400, 6, replace=False)] = "N"
+    sequence = "".join(letters)
+    ids = kmer_ids(sequence, k)
+    index = {"".join(kmer): i for i, kmer in enumerate(itertools.product("ACGT", repeat=k))}
+    assert ids.tolist() == [index.get(sequence[s : s + k], 4**k) for s in range(len(sequence) - k + 1)]
+    positions = np.unique(np.r_[0, 1, 399, 398, 53, rng.integers(0, 400, 40)])
+    counts = window_counts(ids, k, flank, positions)
+    assert counts.shape == (len(positions), 4**k)
+    expected = np.array([_brute_counts(sequence, k, flank, int(p)) for p in positions])
+    np.testing.assert_array_equal(counts, expected)
+    for p in (0, 399, 200):  # one position alone: the same counts as among the others
+        np.testing.assert_array_equal(window_counts(ids, k, flank, np.array([p]))[0],
+                                      _brute_counts(sequence, k, flank, p))
+
+
+# ----------------------------------------------------------------------------- 6. centre weights
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 64, 65, 128, 1000])
+def test_centre_weights_are_positive_symmetric_and_peak_in_the_middle(length):
+    w = centre_weights(length)
+    assert w.shape == (length,)
+    assert (w > 0).all()
+    np.testing.assert_array_equal(w, w[::-1])
+    middle = (length - 1) // 2
+    assert w[middle] == w.max() and w[length // 2] == w.max()
+    assert (np.diff(w[: middle + 1]) > 0).all()  # rising strictly from the end to the middle
+    if length > 2:
+        assert w[0] < w.max()
