@@ -128,7 +128,9 @@ KMER_HEAD_FILES = [
 
 
 def final_outputs():
-    if not RUN.classifiers:  # base annotation alone (annotation.features, no sequence labels)
+    if (
+        not RUN.classifiers
+    ):  # base annotation alone (annotation.features, no sequence labels)
         return [out(f"annotate/{name}") for name in ANNOTATION_OUTPUTS]
     outputs = expand(out("classify/{head}/predictions.tsv"), head=RUN.classifiers)
     if S.classify.tracks:

@@ -105,14 +105,15 @@ JOB_RULES = [r for r in RULES if "output" in r.directives]  # not the `all` targ
 
 
 def test_rule_parser_sees_every_rule(tmp_path):
-    # A rule the run does not need may be left undefined (classify_kmer_shards, the variant
-    # and mutagenesis rules): list them
+    # A rule the run does not need may be left undefined (classify_kmer_shards, the variant,
+    # mutagenesis and annotation rules): list them
     # for a configuration that needs every rule.
     every_rule = tmp_path / "every_rule.yaml"
     mutate = tmp_path / "mutate.bed"
     mutate.write_text("NC_000913.3\t1000\t1010\n")
     every_rule.write_text("classify:\n  kmer_baseline: true\nvariants:\n  vcf: data/ecoli_k12_variants.vcf.gz\n"
-                          f"mutagenesis:\n  regions: {mutate}\n")
+                          f"mutagenesis:\n  regions: {mutate}\n"
+                          "annotation:\n  features: data/ecoli_k12_mg1655_NC_000913.3.features.bed.gz\n")
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", "--configfile", "config/config.yaml",
                            str(every_rule)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
