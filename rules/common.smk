@@ -128,9 +128,8 @@ KMER_HEAD_FILES = [
 
 
 def final_outputs():
-    if (
-        not RUN.classifiers
-    ):  # base annotation alone (annotation.features, no sequence labels)
+    # Base annotation alone (annotation.alone, or no sequence labels): its outputs only.
+    if not RUN.classifiers:
         return [out(f"annotate/{name}") for name in ANNOTATION_OUTPUTS]
     outputs = expand(out("classify/{head}/predictions.tsv"), head=RUN.classifiers)
     if S.classify.tracks:

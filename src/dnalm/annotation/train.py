@@ -106,6 +106,9 @@ class AnnotatorTraining:
                 break
             started = time.perf_counter()
             self.tagger.train()
+            # The encoder's own dropout stays off: attention dropout sends torch's attention down
+            # a path 2-2.5x slower on CPUs (measured, tiny DNABERT-6), and the head has dropout.
+            self.tagger.model.eval()
             order = self.rng.permutation(len(self.train_windows))[:per_epoch]
             losses = []
             for lo in range(0, len(order), s.batch_size):
