@@ -150,6 +150,9 @@ def main(shared: str) -> None:
     ecoli_variants("data/ecoli_k12_mg1655_NC_000913.3.fa.gz", "data/ecoli_k12_variants.vcf.gz")
     with open(os.path.join(ref, "phiX174_NC_001422.1.genes.bed")) as fin, open("data/phiX174_genes.bed", "w") as out:
         out.write(fin.read())
+    features = "ecoli_k12_mg1655_NC_000913.3.features.bed.gz"  # the annotation recipe's, unchanged
+    with open(os.path.join(ref, features), "rb") as fin, open(f"data/{features}", "wb") as out:
+        out.write(fin.read())
     csv_to_fasta_and_labels(
         os.path.join(shared, "bacteria_genus", "bacteria_genus_fragments.csv.gz"),
         "data/bacteria_genus.fa.gz", "data/bacteria_genus_labels.tsv", group="organism")  # the source strain

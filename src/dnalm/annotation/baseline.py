@@ -55,8 +55,9 @@ def window_counts(ids: np.ndarray, k: int, flank: int, positions: np.ndarray) ->
     return (running[b, : 4**k] - running[a, : 4**k]).astype(np.float32)
 
 
-def fit_baseline(genome: GenomeLabels, settings: AnnotationSettings, window_size: int, log=sys.stderr):
+def fit_baseline(genome: GenomeLabels, settings: AnnotationSettings, window_size: int, log=None):
     """The regression, trained on bases of the training part."""
+    log = log or sys.stderr  # the job's log: stderr as redirected at call time
     k, flank = settings.baseline_kmer, settings.baseline_flank
     rng = np.random.default_rng(settings.seed)
     stretches = [s for s in split_genome(genome.lengths, settings, window_size) if s.part == "train"]
@@ -91,7 +92,8 @@ def predict_contig(sequence: str, scaler, model, k: int, flank: int, n_classes: 
 
 
 def run_baseline(fasta: str, features_path: str, settings: AnnotationSettings, window_size: int, out_path: str,
-                 log=sys.stderr) -> None:
+                 log=None) -> None:
+    log = log or sys.stderr  # the job's log: stderr as redirected at call time
     genome = GenomeLabels(fasta, features_path, settings, log)
     scaler, model = fit_baseline(genome, settings, window_size, log)
     n_classes = len(genome.classes) + 1

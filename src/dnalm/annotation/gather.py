@@ -172,7 +172,8 @@ def browser_figure(path: Path, scorer: Scorer, proba: dict, masks: dict, baselin
 
 def gather_annotation(shards: list[str], baseline_path: str, fasta: str, features_path: str,
                       settings: AnnotationSettings, window_size: int, model_config: dict, out_dir: str,
-                      log=sys.stderr) -> dict:
+                      log=None) -> dict:
+    log = log or sys.stderr  # the job's log: stderr as redirected at call time
     out = Path(out_dir)
     lengths = read_fai(fasta)
     classes = annotation_classes(list(settings.classes), settings.stranded)

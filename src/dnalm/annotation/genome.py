@@ -15,7 +15,8 @@ from .features import annotation_classes, base_labels, class_masks, overlap_coun
 class GenomeLabels:
     """Each contig's per-base labels (0 background, i + 1 class i) and the reference."""
 
-    def __init__(self, fasta: str, features_path: str, settings: AnnotationSettings, log=sys.stderr):
+    def __init__(self, fasta: str, features_path: str, settings: AnnotationSettings, log=None):
+        log = log or sys.stderr  # the job's log: stderr as redirected at call time
         self.lengths = read_fai(fasta)
         self.classes = annotation_classes(list(settings.classes), settings.stranded)
         features = read_features(features_path, self.lengths, {c.type for c in self.classes})

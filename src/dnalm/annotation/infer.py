@@ -66,8 +66,9 @@ def predict_stretch(tagger: BaseTagger, sequence: str, starts: np.ndarray, lengt
 
 def annotate_shard(fasta: str, shard: int, per_shard: int, window_size: int, stride: int, spec: EncoderSpec,
                    model_dir: str, out_path: str, tokens_per_batch: int = 16384, device: str = "auto",
-                   log=sys.stderr) -> int:
+                   log=None) -> int:
     """Writes the shard's weighted probability sums; returns the bases predicted."""
+    log = log or sys.stderr  # the job's log: stderr as redirected at call time
     device = pick_device(device)
     lengths = read_fai(fasta)
     windows = shard_windows(lengths, window_size, stride, shard, per_shard)
