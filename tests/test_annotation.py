@@ -462,3 +462,33 @@ def test_centre_weights_are_positive_symmetric_and_peak_in_the_middle(length):
     assert (np.diff(w[: middle + 1]) > 0).all()  # rising strictly from the end to the middle
     if length > 2:
         assert w[0] < w.max()
+
+
+# ---------------------------------------------------- the published models through annotation
+
+
+@pytest.mark.parametrize("port", ["dnabert2", "nt_v2", "gena_lm", "hyenadna"])
+def test_published_model_folders_train_and_annotate(port, tmp_path):
+    """Each hub family that ships its own code, in its hub repo's layout (the .py files are
+    stand-ins that raise if executed), trains an annotator (LoRA for one, every weight for
+    the others), writes a fine-tuned encoder that loads again, and annotates phiX: every
+    base gets probabilities that sum to 1."""
+    from dnalm.annotation.train import train_annotator
+    from dnalm.encoders.native import dnabert2, gena_lm, hyenadna, nt_v2
+
+    module = {"dnabert2": dnabert2, "nt_v2": nt_v2, "gena_lm": gena_lm, "hyenadna": hyenadna}[port]
+    folder = module.build_tiny_hub_folder(tmp_path / "hub", positions=1024 if port == "hyenadna" else 512)
+    spec = EncoderSpec(model=str(folder), trust_remote_code=port == "gena_lm", precision="fp32")
+    settings = replace(SETTINGS, features=str(PHIX_GENES))
+    tuning = replace(TUNING, lora_r=4 if port == "hyenadna" else 0)
+    train_annotator(str(PHIX), str(PHIX_GENES), settings, tuning, spec, WINDOW, 64, str(tmp_path / "ckpt"),
+                    str(tmp_path / "model"), str(tmp_path / "model" / "encoder"))
+    tuned = replace(spec, model=str(tmp_path / "model" / "encoder"))
+    if port == "hyenadna":  # the adapters were merged: a plain checkpoint of the hub layout
+        assert not any("lora" in key for key in load_file(str(tmp_path / "model" / "encoder" / "model.safetensors")))
+    lengths = read_fai(PHIX)
+    out = tmp_path / "shard.npz"
+    annotate_shard(str(PHIX), 0, 1000, WINDOW, 64, tuned, str(tmp_path / "model"), str(out))
+    proba = combine_shards([str(out)], lengths)["NC_001422.1"]
+    assert proba.shape == (5386, 3) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)

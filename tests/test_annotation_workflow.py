@@ -133,3 +133,12 @@ def test_a_labelled_run_also_annotates_unless_alone(workdir):
                                                 "annotation": {"features": features, "alone": True}})
     planned = jobs_in_dry_run(workdir.snakemake("-n", configs=[alone]).stdout)
     assert planned["train_annotator"] == 1 and "embed_shard" not in planned and "classify_shards" not in planned
+
+
+def test_the_report_shows_the_browser_figure(annotated_run, tmp_path):
+    wd, config, *_ = annotated_run
+    path = tmp_path / "report.html"
+    run = wd.snakemake("--report", str(path), configs=[config])
+    assert "Report created" in run.output
+    page = path.read_text()
+    assert "browser.png" in page and "per-base k-mer" in page  # the figure and its caption
