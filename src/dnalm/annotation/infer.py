@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..compute import pick_device
@@ -23,12 +24,24 @@ from ..inputs.fasta import open_fasta, read_fai
 from ..settings import EncoderSpec
 from ..windows.bases import as_n
 from .shards import write_shard
-from .split import inference_windows
+from .split import contig_windows
 from .tagger import BaseTagger, centre_weights, load_tagger_head
 
 
-def shard_windows(lengths: dict[str, int], window_size: int, stride: int, shard: int, per_shard: int):
-    return inference_windows(lengths, window_size, stride).iloc[shard * per_shard : (shard + 1) * per_shard]
+def shard_windows(lengths: dict[str, int], window_size: int, stride: int, shard: int, per_shard: int) -> pd.DataFrame:
+    """Rows shard * per_shard .. (shard + 1) * per_shard - 1 of `split.inference_windows`,
+    made contig by contig up to the shard's last (not the whole genome's table)."""
+    lo, hi = shard * per_shard, (shard + 1) * per_shard
+    parts, seen = [], 0
+    for contig, length in lengths.items():
+        starts, sizes = contig_windows(length, window_size, stride)
+        a, b = max(lo - seen, 0), min(hi - seen, len(starts))
+        if a < b:
+            parts.append(pd.DataFrame({"contig": contig, "start": starts[a:b], "length": sizes[a:b]}))
+        seen += len(starts)
+        if seen >= hi:
+            break
+    return pd.concat(parts, ignore_index=True)
 
 
 def load_tagger(spec: EncoderSpec, model_dir: str, window_size: int, stride: int, device: str) -> tuple:

@@ -42,6 +42,9 @@ def plan_annotation(settings: RunSettings, fasta: str, hidden_size: int | None) 
     finetune = a.encoder == "finetune"
     if finetune:
         check_lora_rank(settings.finetune.lora_r, hidden_size)
+    if settings.encoder.spec.strands == "both":
+        print("note: base annotation reads each window once, on the reference strand (its classes carry the "
+              "strand); encoder.strands: both applies to the sequence embeddings only", file=sys.stderr)
     counts = {}
     for c in classes:
         rows = features["type"] == c.type
