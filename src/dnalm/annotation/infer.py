@@ -1,5 +1,5 @@
 """Rule annotate_shard: per-base class probabilities of one shard of the genome's
-inference windows (`split.inference_windows`: every contig end to end, every `stride`
+inference windows (`split.contig_windows`: every contig end to end, every `stride`
 bases), the GPU job on a cluster.
 
 Where windows overlap, a base's probabilities are the mean of the windows' predictions
@@ -29,8 +29,8 @@ from .tagger import BaseTagger, centre_weights, load_tagger_head
 
 
 def shard_windows(lengths: dict[str, int], window_size: int, stride: int, shard: int, per_shard: int) -> pd.DataFrame:
-    """Rows shard * per_shard .. (shard + 1) * per_shard - 1 of `split.inference_windows`,
-    made contig by contig up to the shard's last (not the whole genome's table)."""
+    """Windows shard * per_shard .. (shard + 1) * per_shard - 1 of the genome's inference
+    windows, contig after contig (contig, start, length), made up to the shard's last only."""
     lo, hi = shard * per_shard, (shard + 1) * per_shard
     parts, seen = [], 0
     for contig, length in lengths.items():

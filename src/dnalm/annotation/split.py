@@ -90,15 +90,6 @@ def contig_windows(length: int, window_size: int, stride: int) -> tuple[np.ndarr
     return starts, np.full(len(starts), window_size, np.int64)
 
 
-def inference_windows(lengths: dict[str, int], window_size: int, stride: int) -> pd.DataFrame:
-    """Every inference window of the genome, contig by contig: contig, start, length."""
-    parts = []
-    for contig, length in lengths.items():
-        starts, sizes = contig_windows(length, window_size, stride)
-        parts.append(pd.DataFrame({"contig": contig, "start": starts, "length": sizes}))
-    return pd.concat(parts, ignore_index=True)
-
-
 def shard_count(lengths: dict[str, int], window_size: int, stride: int, per_shard: int) -> int:
     total = sum(len(contig_windows(n, window_size, stride)[0]) for n in lengths.values())
     return max(1, -(-total // per_shard))
