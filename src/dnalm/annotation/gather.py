@@ -157,14 +157,16 @@ def browser_figure(path: Path, scorer: Scorer, proba: dict, masks: dict, baselin
                         label="annotated")
         ax.plot(x, proba[test.contig][lo:hi, i + 1], lw=0.7, color="tab:blue", label="model")
         ax.plot(x, baseline[test.contig][lo:hi, i + 1], lw=0.7, color="tab:orange", alpha=0.7, label="k-mer baseline")
-        for start, end in zip(*runs(masks[test.contig][i, lo:hi])):
-            ax.plot([lo + start, lo + end], [1.06, 1.06], lw=4, color="tab:red", solid_capstyle="butt")
+        for n, (start, end) in enumerate(zip(*runs(masks[test.contig][i, lo:hi]))):
+            ax.plot([lo + start, lo + end], [1.06, 1.06], lw=4, color="tab:red", solid_capstyle="butt",
+                    label="model's calls" if n == 0 else None)
         ax.set_ylim(0, 1.12)
         ax.set_ylabel(cls.name)
-    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[0, 0].set_title(f"{test.contig}:{lo + 1:,}-{hi:,} (test part); red bars: the model's calls", fontsize=9)
+    handles = {label: h for ax in axes[:, 0] for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    axes[0, 0].set_title(f"{test.contig}:{lo + 1:,}-{hi:,}, the start of the test part", fontsize=9)
     axes[-1, 0].set_xlabel("position")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
