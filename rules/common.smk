@@ -59,6 +59,7 @@ def logfile(path):
 def start_run():
     """onstart (real runs only, not dry runs): lock the outdir, save the input plan."""
     from dnalm.inputs.plan import save_plan
+    from dnalm.annotation.stage import save_annotation_plan
     from dnalm.variants.stage import save_variant_plan
 
     try:
@@ -68,6 +69,8 @@ def start_run():
     save_plan(RUN.inputs, RUN.outdir)
     if RUN.variants:
         save_variant_plan(RUN.variants, RUN.outdir)  # the VCF is read once
+    if RUN.annotation:
+        save_annotation_plan(RUN.annotation, RUN.outdir)  # the features are read once
 
 
 def end_run():

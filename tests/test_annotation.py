@@ -492,3 +492,33 @@ def test_published_model_folders_train_and_annotate(port, tmp_path):
     proba = combine_shards([str(out)], lengths)["NC_001422.1"]
     assert proba.shape == (5386, 3) and np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ the plan's cache
+
+
+def test_the_checked_plan_is_read_back_until_the_features_change(tmp_path, monkeypatch):
+    """A cluster job builds the DAG again: the features are read once, then the saved plan
+    serves, until the file (or the settings) change."""
+    import dnalm.annotation.stage as stage
+    from dnalm.settings import from_config
+
+    features = tmp_path / "genes.bed"
+    features.write_text(PHIX_GENES.read_text())
+    settings = from_config({"windows": {"size": 128, "stride": 64},
+                            "annotation": {"features": str(features), "val_fraction": 0.15}})
+    first = stage.plan_annotation(settings, str(PHIX), 32, str(tmp_path / "out"))
+    stage.save_annotation_plan(first, str(tmp_path / "out"))
+    assert first.features_per_class == {"CDS_plus": 14, "CDS_minus": 0} and first.shards == 1
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the features were read again")
+
+    monkeypatch.setattr(stage, "read_features", no_reading)
+    assert stage.plan_annotation(settings, str(PHIX), 32, str(tmp_path / "out")) == first
+    features.write_text(PHIX_GENES.read_text().replace("\t+\t", "\t-\t", 1))  # a changed file is read again
+    with pytest.raises(AssertionError, match="read again"):
+        stage.plan_annotation(settings, str(PHIX), 32, str(tmp_path / "out"))
+    monkeypatch.undo()
+    again = stage.plan_annotation(settings, str(PHIX), 32, str(tmp_path / "out"))
+    assert again.features_per_class == {"CDS_plus": 13, "CDS_minus": 1} and again.key != first.key

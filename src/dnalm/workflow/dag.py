@@ -221,7 +221,8 @@ def _plan_annotation(plan: RunPlan) -> None:
         raise InputError("annotation.features is set, but this run classifies with a k-mer head and loads no "
                          "encoder to annotate with", fix="annotate in a run with an encoder (no k-mer "
                                                          "classify.pretrained_head)")
-    plan.annotation = plan_annotation(plan.settings, plan.fasta, plan.encoder.space.encoder.hidden_size)
+    plan.annotation = plan_annotation(plan.settings, plan.fasta, plan.encoder.space.encoder.hidden_size,
+                                      plan.outdir)
 
 
 def _plan_variants(plan: RunPlan) -> None:
