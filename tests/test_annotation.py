@@ -522,3 +522,57 @@ def test_the_checked_plan_is_read_back_until_the_features_change(tmp_path, monke
     monkeypatch.undo()
     again = stage.plan_annotation(settings, str(PHIX), 32, str(tmp_path / "out"))
     assert again.features_per_class == {"CDS_plus": 13, "CDS_minus": 1} and again.key != first.key
+
+
+# ------------------------------------------------------- the gather, one contig at a time
+
+
+def test_scores_summed_over_contigs_equal_the_genome_in_one_piece():
+    """The gather adds counts contig by contig: per-base and per-feature scores equal those
+    of the stretches laid end to end (a background base between them), the threshold is the
+    grid's best F1, and the AUPRC from histograms equals scikit-learn's on binned scores."""
+    from sklearn.metrics import average_precision_score
+
+    from dnalm.annotation.calls import runs
+    from dnalm.annotation.gather import AUPRC_BINS, THRESHOLDS, Tally
+    from dnalm.annotation.metrics import per_base, per_feature
+
+    rng = np.random.default_rng(3)
+    pieces = []
+    for length in (5000, 1200, 3000):
+        truth = np.repeat(rng.random(length // 100) < 0.4, 100)
+        proba = np.clip(truth * 0.5 + rng.random(length) * 0.6, 0, 1).astype(np.float32)
+        proba = np.floor(proba * AUPRC_BINS) / AUPRC_BINS + 0.5 / AUPRC_BINS  # one score per bin: no ties split
+        pieces.append((truth, proba, proba >= 0.55))
+    tally = Tally()
+    for truth, proba, called in pieces:
+        tally.add_validation(truth, proba)
+        tally.add_test(truth, called, proba)
+    joined = [np.concatenate([np.r_[piece[j], np.zeros(1, piece[j].dtype)] for piece in pieces]) for j in range(3)]
+    truth, proba, called = joined
+    separators = np.zeros(len(truth), bool)
+    separators[np.cumsum([len(p[0]) + 1 for p in pieces]) - 1] = True
+    scores = tally.scores(with_auprc=True)
+    whole = per_base(truth[~separators], called[~separators])
+    assert {k: scores["per_base"][k] for k in whole} == whole
+    assert scores["per_feature"] == per_feature(runs(truth), runs(called))
+    f1 = [per_base(truth[~separators], proba[~separators] >= t)["f1"] for t in THRESHOLDS]
+    assert tally.threshold() == float(THRESHOLDS[int(np.argmax(f1))])
+    assert scores["per_base"]["auprc"] == pytest.approx(
+        average_precision_score(truth[~separators], proba[~separators]), abs=1e-12)
+
+
+def test_array_files_are_written_whole_or_not_at_all(tmp_path):
+    from dnalm.annotation.shards import ArrayWriter
+
+    with ArrayWriter(str(tmp_path / "a.npz")) as out:
+        out.add("names", np.array(["x", "yy"], dtype=str))
+        out.add("values", np.arange(12, dtype=np.float16).reshape(3, 4))
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as data:
+        assert data["names"].tolist() == ["x", "yy"] and data["values"].dtype == np.float16
+        np.testing.assert_array_equal(data["values"], np.arange(12).reshape(3, 4))
+    with pytest.raises(RuntimeError):
+        with ArrayWriter(str(tmp_path / "b.npz")) as out:
+            out.add("values", np.arange(3))
+            raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]  # nothing half-written left

@@ -17,10 +17,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ..encoders.base import BASE_CODE
-from ..io import atomic_path
 from ..settings import AnnotationSettings
 from .split import split_genome
 from .genome import GenomeLabels
+from .shards import ArrayWriter
 
 CHUNK = 100_000  # bases whose counts are computed at once
 
@@ -93,21 +93,29 @@ def predict_contig(sequence: str, scaler, model, k: int, flank: int, n_classes: 
 
 def run_baseline(fasta: str, features_path: str, settings: AnnotationSettings, window_size: int, out_path: str,
                  log=None) -> None:
+    """The baseline trained, and every base of every contig predicted, written contig by
+    contig (`proba_<i>`, float16, beside the `contigs` names)."""
     log = log or sys.stderr  # the job's log: stderr as redirected at call time
     genome = GenomeLabels(fasta, features_path, settings, log)
     scaler, model = fit_baseline(genome, settings, window_size, log)
     n_classes = len(genome.classes) + 1
-    arrays = {}
     contigs = list(genome.lengths)
-    for i, contig in enumerate(contigs):
-        sequence = genome.reference.fetch(contig).upper()
-        arrays[f"proba_{i}"] = predict_contig(sequence, scaler, model, settings.baseline_kmer,
-                                              settings.baseline_flank, n_classes)
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, contigs=np.array(contigs, dtype=str), **arrays)
+    with ArrayWriter(out_path) as out:
+        out.add("contigs", np.array(contigs, dtype=str))
+        for i, contig in enumerate(contigs):
+            sequence = genome.reference.fetch(contig).upper()
+            out.add(f"proba_{i}", predict_contig(sequence, scaler, model, settings.baseline_kmer,
+                                                 settings.baseline_flank, n_classes))
 
 
-def read_baseline(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {str(c): data[f"proba_{i}"].astype(np.float32) for i, c in enumerate(data["contigs"])}
+class BaselineFile:
+    """The baseline's probabilities of one contig at a time, (bases, classes + 1) float32."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with np.load(path, allow_pickle=False) as data:
+            self.index = {str(c): i for i, c in enumerate(data["contigs"])}
+
+    def probabilities(self, contig: str) -> np.ndarray:
+        with np.load(self.path, allow_pickle=False) as data:
+            return data[f"proba_{self.index[contig]}"].astype(np.float32)

@@ -21,11 +21,40 @@ def per_base(truth: np.ndarray, called: np.ndarray) -> dict:
     tp = int(np.count_nonzero(truth & called))
     fp = int(np.count_nonzero(called)) - tp
     fn = int(np.count_nonzero(truth)) - tp
-    tn = truth.size - tp - fp - fn
+    return base_scores(tp, fp, fn, truth.size - tp - fp - fn)
+
+
+def base_scores(tp: int, fp: int, fn: int, tn: int) -> dict:
+    """The per-base scores of these counts (summed over contigs, say)."""
+    tp, fp, fn, tn = int(tp), int(fp), int(fn), int(tn)
     denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
     return {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
             "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn),
             "mcc": (tp * tn - fp * fn) / math.sqrt(denominator) if denominator else None}
+
+
+def add_feature_scores(total: dict | None, part: dict) -> dict:
+    """`per_feature` results of two stretches (contigs) as one: counts added, ratios again."""
+    if total is None:
+        return part
+    out = {}
+    for match in ("exact", "overlap"):
+        counts = {k: total[match][k] + part[match][k] for k in ("truth", "calls", "truth_matched", "calls_matched")}
+        out[match] = {**counts, "sensitivity": _ratio(counts["truth_matched"], counts["truth"]),
+                      "precision": _ratio(counts["calls_matched"], counts["calls"])}
+    return out
+
+
+def average_precision(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    """Average precision (the area under the precision-recall curve, as scikit-learn sums
+    it) from histograms of the positives' and negatives' scores over the same bins, highest
+    bin last: bases in one bin count as tied. None without positives."""
+    pos, neg = np.asarray(positives, np.float64)[::-1], np.asarray(negatives, np.float64)[::-1]
+    if pos.sum() == 0:
+        return None
+    tp, called = np.cumsum(pos), np.cumsum(pos + neg)
+    keep = pos > 0  # only a bin holding positives raises recall
+    return float(np.sum(pos[keep] / pos.sum() * tp[keep] / called[keep]))
 
 
 def per_feature(truth: tuple[np.ndarray, np.ndarray], calls: tuple[np.ndarray, np.ndarray]) -> dict:
