@@ -576,3 +576,77 @@ def test_array_files_are_written_whole_or_not_at_all(tmp_path):
             out.add("values", np.arange(3))
             raise RuntimeError("killed mid-write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]  # nothing half-written left
+
+
+# ------------------------------------------------------------------ both strands read
+
+
+def test_strand_swap_pairs_each_stranded_class_with_its_other_strand():
+    from dnalm.annotation.features import annotation_classes
+    from dnalm.annotation.tagger import strand_swap
+
+    assert strand_swap(annotation_classes(["CDS", "tRNA"], True)) == [0, 2, 1, 4, 3]
+    assert strand_swap(annotation_classes(["CDS", "tRNA"], False)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_both_strands_label_a_reverse_complement_the_same_mirrored(tiny_models, family):
+    """With both strands read, a window's reverse complement gets its base logits in reverse
+    order with CDS_plus and CDS_minus swapped, for every family."""
+    from dnalm.windows.bases import reverse_complement
+
+    torch.manual_seed(0)
+    encoder = Encoder.load(EncoderSpec(model=str(tiny_models[family])), 100, 50)
+    tagger = BaseTagger(encoder, TokenHead(encoder.identity.hidden_size, 3), frozen=True, swap=[0, 2, 1]).eval()
+    windows = _random_windows(5)[:3]
+    with torch.no_grad():
+        forward = tagger(windows).numpy()
+        backward = tagger([reverse_complement(w) for w in windows]).numpy()
+    at = 0
+    for window in windows:
+        n = len(window)
+        np.testing.assert_allclose(backward[at : at + n], forward[at : at + n][::-1][:, [0, 2, 1]], atol=1e-5)
+        at += n
+
+
+def test_both_strands_annotate_a_reverse_complemented_genome_mirrored(tiny_models, tmp_path):
+    """A whole genome and its reverse complement, read in mirror-image windows and shards:
+    each base's probabilities are the same, mirrored, with the strands' classes swapped."""
+    from helpers.data import revcomp
+
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]), strands="both")
+    torch.manual_seed(1)
+    save_tagger_head(TokenHead(32, 3), tmp_path / "model",
+                     {"classes": CLASSES, "hidden_size": 32, "encoder": "frozen", "window_size": WINDOW,
+                      "strands": "both", "swap": [0, 2, 1]})
+    genome = read_records(PHIX)["NC_001422.1"][:1500]
+    results = []
+    for name, sequence in (("forward", genome), ("reverse", revcomp(genome))):
+        fasta = write_fasta(tmp_path / f"{name}.fa", {"chr": sequence})
+        pysam.faidx(str(fasta))
+        lengths = read_fai(str(fasta))
+        paths = []
+        for shard in range(shard_count(lengths, 128, 48, 7, mirrored=True)):
+            paths.append(str(tmp_path / f"{name}{shard}.npz"))
+            annotate_shard(str(fasta), shard, 7, 128, 48, spec, str(tmp_path / "model"), paths[-1], device="cpu",
+                           log=io.StringIO())
+        results.append(combine_shards(paths, lengths)["chr"])
+    forward, reverse = results
+    np.testing.assert_allclose(reverse, forward[::-1][:, [0, 2, 1]], atol=1e-5)
+
+
+def test_training_with_both_strands_keeps_the_swap_for_inference(tiny_models, tmp_path):
+    from dnalm.annotation.train import train_annotator
+
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]), strands="both")
+    settings = replace(SETTINGS, features=str(PHIX_GENES))
+    train_annotator(str(PHIX), str(PHIX_GENES), settings, TUNING, spec, WINDOW, 64, str(tmp_path / "ckpt"),
+                    str(tmp_path / "model"), None)
+    _, config = load_tagger_head(tmp_path / "model")
+    assert config["strands"] == "both" and config["swap"] == [0, 2, 1]
+    out = tmp_path / "shard.npz"
+    annotate_shard(str(PHIX), 0, 1000, WINDOW, 64, spec, str(tmp_path / "model"), str(out), log=io.StringIO())
+    with np.load(out) as data:  # mirror-image windows: the contig read from both ends alike
+        assert (int(data["starts"][0]), int(data["ends"][0])) == (0, 5386)
+    proba = combine_shards([str(out)], read_fai(PHIX))["NC_001422.1"]
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)

@@ -28,13 +28,14 @@ from .split import contig_windows
 from .tagger import BaseTagger, centre_weights, load_tagger_head
 
 
-def shard_windows(lengths: dict[str, int], window_size: int, stride: int, shard: int, per_shard: int) -> pd.DataFrame:
+def shard_windows(lengths: dict[str, int], window_size: int, stride: int, shard: int, per_shard: int,
+                  mirrored: bool = False) -> pd.DataFrame:
     """Windows shard * per_shard .. (shard + 1) * per_shard - 1 of the genome's inference
     windows, contig after contig (contig, start, length), made up to the shard's last only."""
     lo, hi = shard * per_shard, (shard + 1) * per_shard
     parts, seen = [], 0
     for contig, length in lengths.items():
-        starts, sizes = contig_windows(length, window_size, stride)
+        starts, sizes = contig_windows(length, window_size, stride, mirrored)
         a, b = max(lo - seen, 0), min(hi - seen, len(starts))
         if a < b:
             parts.append(pd.DataFrame({"contig": contig, "start": starts[a:b], "length": sizes[a:b]}))
@@ -53,7 +54,7 @@ def load_tagger(spec: EncoderSpec, model_dir: str, window_size: int, stride: int
         raise InputError(f"the annotation head reads {config['hidden_size']}-wide token states, but the encoder "
                          f"gives {encoder.identity.hidden_size}", path=model_dir,
                          fix="train the annotator again with this encoder (remove the folder)")
-    return BaseTagger(encoder, head.to(device), frozen=True).eval(), config
+    return BaseTagger(encoder, head.to(device), frozen=True, swap=config.get("swap")).eval(), config
 
 
 def predict_stretch(tagger: BaseTagger, sequence: str, starts: np.ndarray, lengths: np.ndarray, n_classes: int,
@@ -84,8 +85,10 @@ def annotate_shard(fasta: str, shard: int, per_shard: int, window_size: int, str
     log = log or sys.stderr  # the job's log: stderr as redirected at call time
     device = pick_device(device)
     lengths = read_fai(fasta)
-    windows = shard_windows(lengths, window_size, stride, shard, per_shard)
     tagger, config = load_tagger(spec, model_dir, window_size, stride, device)
+    # Both strands read: windows placed as their own mirror image, so a reverse-complemented
+    # genome is read in the same windows and annotated the same, mirrored.
+    windows = shard_windows(lengths, window_size, stride, shard, per_shard, tagger.swap is not None)
     n_classes = len(config["classes"]) + 1
     reference = open_fasta(fasta)
     per_batch = max(1, tokens_per_batch // window_size)

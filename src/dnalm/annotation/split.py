@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..settings import AnnotationSettings
+from ..tiling import mirrored_starts, tile_starts
 
 PARTS = ("train", "val", "test")
 
@@ -78,18 +79,15 @@ def part_windows(stretches: list[Stretch], part: str, window_size: int, stride: 
     return out
 
 
-def contig_windows(length: int, window_size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, lengths) of the inference windows of a contig, end to end: every `stride`
-    bases, the last one ending at the contig's end; a contig shorter than a window is one
-    window of its length."""
-    if length <= window_size:
-        return np.zeros(1, np.int64), np.array([length], np.int64)
-    starts = np.arange(0, length - window_size + 1, stride, dtype=np.int64)
-    if starts[-1] + window_size < length:
-        starts = np.append(starts, length - window_size)
-    return starts, np.full(len(starts), window_size, np.int64)
+def contig_windows(length: int, window_size: int, stride: int, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, lengths) of the inference windows of a contig, end to end (`tiling`): every
+    `stride` bases, the last one ending at the contig's end, or, `mirrored` (both strands
+    read), a set that is its own mirror image, so a contig and its reverse complement are
+    read in the same windows; a contig shorter than a window is one window of its length."""
+    starts = (mirrored_starts if mirrored else tile_starts)(length, window_size, stride)
+    return starts, np.full(len(starts), min(window_size, length), np.int64)
 
 
-def shard_count(lengths: dict[str, int], window_size: int, stride: int, per_shard: int) -> int:
-    total = sum(len(contig_windows(n, window_size, stride)[0]) for n in lengths.values())
+def shard_count(lengths: dict[str, int], window_size: int, stride: int, per_shard: int, mirrored: bool = False) -> int:
+    total = sum(len(contig_windows(n, window_size, stride, mirrored)[0]) for n in lengths.values())
     return max(1, -(-total // per_shard))

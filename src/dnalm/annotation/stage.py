@@ -44,7 +44,8 @@ def _plan_key(settings: RunSettings, fasta: str) -> str:
 
     code = b"".join(Path(m.__file__).read_bytes() for m in (features_module, split_module, sys.modules[__name__]))
     state = {"version": __version__, "code": hashlib.sha256(code).hexdigest(),
-             "annotation": asdict(settings.annotation), "windows": [settings.windows.size, settings.windows.stride],
+             "annotation": asdict(settings.annotation), "strands": settings.encoder.spec.strands,
+             "windows": [settings.windows.size, settings.windows.stride],
              "files": [file_state(f) for f in (settings.annotation.features, fasta, f"{fasta}.fai")]}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
@@ -65,9 +66,6 @@ def plan_annotation(settings: RunSettings, fasta: str, hidden_size: int | None, 
     finetune = a.encoder == "finetune"
     if finetune:
         check_lora_rank(settings.finetune.lora_r, hidden_size)
-    if settings.encoder.spec.strands == "both":
-        print("note: base annotation reads each window once, on the reference strand (its classes carry the "
-              "strand); encoder.strands: both applies to the sequence embeddings only", file=sys.stderr)
     key = _plan_key(settings, fasta)
     try:
         cached = json.loads(_plan_file(outdir).read_text())
@@ -90,7 +88,8 @@ def plan_annotation(settings: RunSettings, fasta: str, hidden_size: int | None, 
         print(f"note: no feature of class {', '.join(empty)} in {a.features}: every base of it is background",
               file=sys.stderr)
     return AnnotationPlan(a.features, tuple(c.name for c in classes),
-                          shard_count(lengths, settings.windows.size, settings.windows.stride, a.per_shard),
+                          shard_count(lengths, settings.windows.size, settings.windows.stride, a.per_shard,
+                                      settings.encoder.spec.strands == "both"),
                           finetune, counts, key)
 
 

@@ -31,6 +31,7 @@ from ..encoders.loading import hidden_of
 from ..errors import InputError
 from ..io import write_json_atomic
 from ..learning.checkpoint import save_tensors
+from ..windows.bases import reverse_complement
 
 HEAD_WEIGHTS, HEAD_CONFIG = "head.safetensors", "head.json"
 
@@ -49,12 +50,19 @@ class TokenHead(nn.Module):
 
 
 class BaseTagger(nn.Module):
-    def __init__(self, encoder: Encoder, head: TokenHead, frozen: bool):
+    """`swap` (both strands read, `encoder.strands: both`): each class's index on the other
+    strand (CDS_plus <-> CDS_minus; background and unstranded classes stay). A window's base
+    logits are then the mean of its own and those of its reverse complement, read back base
+    for base with the strands' classes swapped: the same bases on either strand get the
+    same labels, mirrored."""
+
+    def __init__(self, encoder: Encoder, head: TokenHead, frozen: bool, swap: list[int] | None = None):
         super().__init__()
         self.encoder = encoder  # the loaded Encoder (tokenizer, capacity)
         self.model = encoder.model
         self.head = head
         self.frozen = frozen
+        self.swap = None if swap is None else torch.as_tensor(swap, dtype=torch.long)
         if frozen:
             for p in self.model.parameters():
                 p.requires_grad_(False)
@@ -84,6 +92,15 @@ class BaseTagger(nn.Module):
 
     def forward(self, windows: list[str]) -> torch.Tensor:
         """Base logits (sum of the windows' lengths, classes), window after window."""
+        logits = self.read(windows)
+        if self.swap is None:
+            return logits
+        lengths = np.fromiter(map(len, windows), np.int64, len(windows))
+        back = self.read([reverse_complement(w) for w in windows])[torch.from_numpy(mirror_index(lengths))]
+        return (logits + back[:, self.swap.to(back.device)]) / 2
+
+    def read(self, windows: list[str]) -> torch.Tensor:
+        """Base logits of the windows as they are read (one strand)."""
         spans = self.encoder.tokenizer.spans(windows)
         logits = self.head(self.token_states(windows))  # (tokens, classes)
         tokens, bases = base_pairs(spans, np.fromiter(map(len, windows), np.int64, len(windows)))
@@ -94,6 +111,23 @@ class BaseTagger(nn.Module):
         summed = summed.index_add(0, bases_t, logits[torch.from_numpy(tokens).to(device)])
         cover = torch.bincount(bases_t, minlength=total).clamp(min=1)
         return summed / cover[:, None]
+
+
+def mirror_index(lengths: np.ndarray) -> np.ndarray:
+    """For bases of windows laid end to end, the index of the same base in their reverse
+    complements laid end to end: base j of a window of n bases is base n - 1 - j there."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    window = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(int(offsets[-1])) - offsets[window]
+    return offsets[window] + lengths[window] - 1 - position
+
+
+def strand_swap(classes) -> list[int]:
+    """Per label (0 background, i + 1 class i), the label of the same feature on the other
+    strand (an `AnnotationClass` list)."""
+    where = {(c.type, c.strand): i + 1 for i, c in enumerate(classes)}
+    other = {"+": "-", "-": "+", None: None}
+    return [0] + [where.get((c.type, other[c.strand]), i + 1) for i, c in enumerate(classes)]
 
 
 def base_pairs(spans, window_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from ..learning.toolkit import warmup_linear_decay
 from ..settings import AnnotationSettings, EncoderSpec, FinetuneSettings
 from .genome import GenomeLabels
 from .split import part_windows, split_genome
-from .tagger import BaseTagger, TokenHead, save_tagger_head
+from .tagger import BaseTagger, TokenHead, save_tagger_head, strand_swap
 
 VAL_WINDOWS = 256  # validation windows read each epoch at most (evenly over the validation part)
 
@@ -57,7 +57,8 @@ class AnnotatorTraining:
         if not frozen:
             self.encoder.model = adapt_encoder(self.encoder.model, tuning, self.log)
         head = TokenHead(self.encoder.identity.hidden_size, len(self.genome.classes) + 1)
-        self.tagger = BaseTagger(self.encoder, head, frozen).to(self.device)
+        self.swap = strand_swap(self.genome.classes) if spec.strands == "both" else None
+        self.tagger = BaseTagger(self.encoder, head, frozen, self.swap).to(self.device)
         inputs = [fasta, features_path]
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint(
             [asdict(settings), asdict(tuning), asdict(spec), window_size, stride], inputs))
@@ -149,7 +150,8 @@ class AnnotatorTraining:
                   "types": [[c.type, c.strand] for c in self.genome.classes],
                   "hidden_size": self.encoder.identity.hidden_size, "encoder": self.settings.encoder,
                   "base_model": self.spec.model, "family": self.encoder.family.name,
-                  "window_size": self.window_size, "best_epoch": self.state["best_epoch"],
+                  "window_size": self.window_size, "strands": self.spec.strands, "swap": self.swap,
+                  "best_epoch": self.state["best_epoch"],
                   "history": self.state["history"], "training_windows": len(self.train_windows)}
         save_tagger_head(self.tagger.head.cpu(), model_dir, config)
         self.checkpoint.remove()
