@@ -650,3 +650,19 @@ def test_training_with_both_strands_keeps_the_swap_for_inference(tiny_models, tm
         assert (int(data["starts"][0]), int(data["ends"][0])) == (0, 5386)
     proba = combine_shards([str(out)], read_fai(PHIX))["NC_001422.1"]
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+
+
+def test_a_frozen_encoder_trains_the_head_alone(tiny_models, tmp_path):
+    from dnalm.annotation.train import AnnotatorTraining
+
+    spec = EncoderSpec(model=str(tiny_models["dnabert"]))
+    settings = replace(SETTINGS, features=str(PHIX_GENES), encoder="frozen", epochs=2, windows_per_epoch=8)
+    training = AnnotatorTraining(str(PHIX), str(PHIX_GENES), settings, TUNING, spec, WINDOW, 64,
+                                 str(tmp_path / "ckpt"), log=io.StringIO())
+    before = {k: v.clone() for k, v in training.tagger.model.state_dict().items()}
+    head_before = training.tagger.head.linear.weight.detach().clone()
+    training.run()
+    after = training.tagger.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(head_before, training.tagger.head.linear.weight)
+    assert not any(p.requires_grad for p in training.tagger.model.parameters())
