@@ -61,7 +61,7 @@ class AnnotatorTraining:
         self.tagger = BaseTagger(self.encoder, head, frozen, self.swap).to(self.device)
         inputs = [fasta, features_path]
         self.checkpoint = Checkpoint(checkpoint_dir, fingerprint(
-            [asdict(settings), asdict(tuning), asdict(spec), window_size, stride], inputs))
+            [settings.training_params(), asdict(tuning), asdict(spec), window_size, stride], inputs))
 
     def _batch(self, picks: list[tuple[str, int]]) -> tuple[list[str], torch.Tensor]:
         windows, labels = zip(*(self.genome.window(contig, start, self.window_size) for contig, start in picks))
