@@ -666,3 +666,16 @@ def test_a_frozen_encoder_trains_the_head_alone(tiny_models, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not torch.equal(head_before, training.tagger.head.linear.weight)
     assert not any(p.requires_grad for p in training.tagger.model.parameters())
+
+
+def test_a_model_that_learnt_nothing_is_named_in_the_warnings():
+    from dnalm.annotation.gather import learning_warnings
+    from dnalm.annotation.metrics import base_scores
+
+    chance = {"per_base": {**base_scores(40, 60, 0, 0), "auprc": 0.41}}  # calls every base, ranks at random
+    learnt = {"per_base": {**base_scores(35, 5, 5, 55), "auprc": 0.93}}
+    everywhere = {"per_base": {**base_scores(40, 60, 0, 0), "auprc": 0.9}}
+    warnings = learning_warnings({"CDS_plus": chance, "CDS_minus": learnt, "tRNA_plus": everywhere})
+    assert len(warnings) == 2
+    assert warnings[0].startswith("CDS_plus: AUPRC 0.410") and "0.400" in warnings[0]
+    assert warnings[1] == "tRNA_plus: the calls cover 100.0% of the test part"

@@ -87,6 +87,24 @@ class Tally:
         return out
 
 
+def learning_warnings(per_class: dict) -> list[str]:
+    """What says a model learnt nothing of a class, from its test scores: an AUPRC within 0.02
+    of the class's share of the bases (what ranking bases at random gives), or calls that
+    cover (nearly) every base."""
+    warnings = []
+    for name, scores in per_class.items():
+        counts = scores["per_base"]
+        total = counts["tp"] + counts["fp"] + counts["fn"] + counts["tn"]
+        share = (counts["tp"] + counts["fn"]) / total if total else 0.0
+        auprc = counts.get("auprc")
+        if auprc is not None and auprc < share + 0.02:
+            warnings.append(f"{name}: AUPRC {auprc:.3f} on the test part is no better than the class's share of "
+                            f"the bases ({share:.3f}): the model has not learnt this class")
+        elif total and counts["tp"] + counts["fp"] > 0.99 * total:
+            warnings.append(f"{name}: the calls cover {(counts['tp'] + counts['fp']) / total:.1%} of the test part")
+    return warnings
+
+
 def called_masks(proba: np.ndarray, thresholds: list[float], min_length: int) -> tuple[list, np.ndarray]:
     """Per class, the calls (start, end, score) of one contig and their (classes, bases) mask."""
     found, masks = [], np.zeros((len(thresholds), len(proba)), bool)
@@ -240,6 +258,9 @@ def gather_annotation(shards: list[str], baseline_path: str, fasta: str, feature
         "model": {k: model_config[k] for k in ("base_model", "encoder", "family", "best_epoch", "history")
                   if k in model_config},
     }
+    warnings = learning_warnings(metrics["test"]["model"])
+    if warnings:
+        metrics["warnings"] = warnings
     write_json_atomic(out / "metrics.json", metrics)
     with atomic_path(out / "metrics.tsv") as tmp:
         metrics_table(metrics).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
@@ -249,4 +270,6 @@ def gather_annotation(shards: list[str], baseline_path: str, fasta: str, feature
             f1, exact = m["per_base"]["f1"], m["per_feature"]["exact"]["sensitivity"]
             print(f"{name} {cls}: per-base F1 {f1 if f1 is None else round(f1, 3)}, features found exactly "
                   f"{exact if exact is None else round(exact, 3)}", file=log)
+    for warning in warnings:
+        print(f"warning: {warning}", file=log)
     return metrics

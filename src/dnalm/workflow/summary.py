@@ -81,3 +81,5 @@ def print_annotation(out: str) -> None:
             parts.append(f"{name} per-base F1 {'n/a' if f1 is None else f'{f1:.3f}'}, features exact "
                          f"{'n/a' if exact is None else f'{exact:.3f}'}")
         print(f"    test, {model}: " + "; ".join(parts))
+    for warning in found.get("warnings", []):
+        print(f"    warning: {warning}")
