@@ -16,7 +16,6 @@ every class equally likely.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..embedding.engine import pack_batches, plan_passes
+from ..embedding.engine import differentiable_passes
 from ..encoders import Encoder
 from ..encoders.base import ranges
-from ..encoders.loading import hidden_of
 from ..errors import InputError
 from ..io import write_json_atomic
 from ..learning.checkpoint import save_tensors
@@ -70,22 +68,13 @@ class BaseTagger(nn.Module):
     def token_states(self, windows: list[str]) -> torch.Tensor:
         """(content tokens of all windows, hidden), in `tokenizer.content(windows)` order: a
         window longer than one pass is read in pieces, as the embedding engine reads it."""
-        tokenizer = self.encoder.tokenizer
-        content = tokenizer.content(windows)
-        plan = plan_passes(content.lengths, self.encoder.capacity)
-        groups = [np.arange(len(plan.view))] if self.encoder.takes_attention_mask else \
-            pack_batches(plan.hi - plan.lo, sys.maxsize, sys.maxsize, equal_only=True)
+        content = self.encoder.tokenizer.content(windows)
         device = next(self.head.parameters()).device
         states, where = [], []
-        for rows in groups:
-            batch = tokenizer.assemble(content.slices(plan.view[rows], plan.lo[rows], plan.hi[rows]))
-            inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
-            if batch.padded:
-                inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-                hidden = hidden_of(self.model(**inputs))  # (pieces, tokens, hidden)
-            states.append(hidden[torch.from_numpy(batch.content_mask).to(device)])  # row-major: pieces in order
-            where.append(ranges(content.offsets[plan.view[rows]] + plan.lo[rows], plan.hi[rows] - plan.lo[rows]))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            for plan, rows, batch, hidden in differentiable_passes(self.encoder, self.model, content, device):
+                states.append(hidden[torch.from_numpy(batch.content_mask).to(device)])  # row-major: passes in order
+                where.append(ranges(content.offsets[plan.view[rows]] + plan.lo[rows], plan.hi[rows] - plan.lo[rows]))
         found = torch.cat(states)
         out = torch.zeros(int(content.offsets[-1]), found.shape[1], device=device, dtype=found.dtype)
         return out.index_copy(0, torch.from_numpy(np.concatenate(where)).to(device), found)

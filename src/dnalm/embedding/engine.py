@@ -93,6 +93,26 @@ def pack_batches(row_tokens: np.ndarray, tokens_per_batch: int, max_rows: int, e
     return batches
 
 
+def differentiable_passes(encoder: Encoder, model, content: Ragged, device):
+    """Every view of `content` through `model` in one call, in as many passes a view as
+    `encoder.capacity` needs (a model without an attention mask, HyenaDNA-style, must not
+    see padding: its passes go in groups of equal length, as in the engine). Yields, per
+    group, (plan, rows, batch, hidden): the pass plan, the passes of the group, their
+    TokenBatch and the model's states (passes, tokens, hidden), gradients kept. What the
+    fine-tuning model and the base-annotation tagger read windows through."""
+    import torch
+
+    plan = plan_passes(content.lengths, encoder.capacity)
+    groups = [np.arange(len(plan.view))] if encoder.takes_attention_mask else \
+        pack_batches(plan.hi - plan.lo, sys.maxsize, sys.maxsize, equal_only=True)
+    for rows in groups:
+        batch = encoder.tokenizer.assemble(content.slices(plan.view[rows], plan.lo[rows], plan.hi[rows]))
+        inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
+        if batch.padded:
+            inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
+        yield plan, rows, batch, hidden_of(model(**inputs))
+
+
 def pool_hidden(hidden, content_mask, summary_index):
     """Per pass: the summary state and the sum of the content tokens' states, in fp32.
 

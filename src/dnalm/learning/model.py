@@ -12,15 +12,12 @@ so a fine-tuned encoder embeds the workflow's windows as it was trained to.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..embedding.engine import pack_batches, plan_passes, pool_hidden
+from ..embedding.engine import differentiable_passes, pool_hidden
 from ..encoders import Encoder
-from ..encoders.loading import hidden_of
 from ..windows.bases import reverse_complement
 
 
@@ -36,24 +33,12 @@ class SequenceClassifier(nn.Module):
         """(n_windows, hidden) vectors of these windows, with gradients through the encoder."""
         n = len(windows)
         views = list(windows) + ([reverse_complement(w) for w in windows] if self.strands == "both" else [])
-        tokenizer = self.encoder.tokenizer
-        content = tokenizer.content(views)
-        plan = plan_passes(content.lengths, self.encoder.capacity)
-        # One pass over every piece; a model without an attention mask (HyenaDNA-style) must
-        # not see padding, so its pieces go in groups of equal length, as in the engine.
-        groups = [np.arange(len(plan.view))] if self.encoder.takes_attention_mask else \
-            pack_batches(plan.hi - plan.lo, sys.maxsize, sys.maxsize, equal_only=True)
+        content = self.encoder.tokenizer.content(views)
         device = next(self.model.parameters()).device
         views_of, pooled = [], []
-        for rows in groups:
-            batch = tokenizer.assemble(content.slices(plan.view[rows], plan.lo[rows], plan.hi[rows]))
-            inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(device)}
-            if batch.padded:
-                inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(device)
-            out = self.model(**inputs)
-            hidden = hidden_of(out)  # (pieces, tokens, hidden)
+        for plan, rows, batch, hidden in differentiable_passes(self.encoder, self.model, content, device):
             summary, sums = pool_hidden(hidden, torch.from_numpy(batch.content_mask).to(device),
-                                        torch.from_numpy(batch.summary_index).to(device))  # (pieces, hidden) each
+                                        torch.from_numpy(batch.summary_index).to(device))  # (passes, hidden) each
             pooled.append(summary if self.pooling == "cls" else sums)
             views_of.append(torch.from_numpy(plan.view[rows]).to(device))
         pooled_all = torch.cat(pooled)
