@@ -385,29 +385,26 @@ class AnnotationSettings:
         baseline = {f"baseline_{k}": v for k, v in c.pop("baseline").items()}
         return cls(**c, **baseline)
 
-    def training_params(self) -> dict:
-        """What the trained model depends on (rule train_annotator's params): not how it
-        is called or how inference is sharded."""
+    def _without(self, *keys: str) -> dict:
         params = asdict(self)
-        for key in ("alone", "min_length", "per_shard", "baseline_kmer", "baseline_flank", "baseline_bases"):
+        for key in keys:
             params.pop(key)
         return params
 
+    def training_params(self) -> dict:
+        """What the trained model depends on (rule train_annotator's params): not how it
+        is called or how inference is sharded."""
+        return self._without("alone", "min_length", "per_shard", "baseline_kmer", "baseline_flank", "baseline_bases")
+
     def gather_params(self) -> dict:
         """What the calls and scores depend on beyond their inputs (rule gather_annotation)."""
-        params = asdict(self)
-        for key in ("alone", "per_shard"):
-            params.pop(key)
-        return params
+        return self._without("alone", "per_shard")
 
     def baseline_params(self) -> dict:
         """What the per-base k-mer baseline depends on (rule annotation_baseline's params):
         the classes, the split and its own keys, not the model's training."""
-        params = asdict(self)
-        for key in ("alone", "encoder", "epochs", "patience", "windows_per_epoch", "batch_size", "min_length",
-                    "per_shard"):
-            params.pop(key)
-        return params
+        return self._without("alone", "encoder", "epochs", "patience", "windows_per_epoch", "batch_size",
+                             "min_length", "per_shard")
 
 
 # ------------------------------------------------------------------ the run

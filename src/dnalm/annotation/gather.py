@@ -30,7 +30,7 @@ from ..settings import AnnotationSettings
 from .baseline import BaselineFile
 from .calls import call_runs, runs, write_bed, write_gff3
 from .features import annotation_classes, class_masks, read_features
-from .metrics import add_feature_scores, average_precision, base_scores, per_feature
+from .metrics import add_feature_scores, average_precision, base_scores, per_base, per_feature
 from .shards import ShardIndex
 from .split import split_genome, split_table
 
@@ -70,9 +70,8 @@ class Tally:
         return float(THRESHOLDS[int(np.argmax(f1))])
 
     def add_test(self, truth: np.ndarray, called: np.ndarray, proba: np.ndarray | None) -> None:
-        tp = int(np.count_nonzero(truth & called))
-        fp, fn = int(np.count_nonzero(called)) - tp, int(np.count_nonzero(truth)) - tp
-        self.counts += (tp, fp, fn, truth.size - tp - fp - fn)
+        counts = per_base(truth, called)
+        self.counts += [counts[key] for key in ("tp", "fp", "fn", "tn")]
         self.features = add_feature_scores(self.features, per_feature(runs(truth), runs(called)))
         if proba is not None:
             bins = np.minimum((proba * AUPRC_BINS).astype(np.int64), AUPRC_BINS - 1)
