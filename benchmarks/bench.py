@@ -730,13 +730,36 @@ def variant_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f} variants/s" if n / seconds >= 100 else f"{n / seconds:,.1f} variants/s"
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch on one thread inside the block (as a job runs), the run's setting after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def on_gpu(args, section: str, what: str, measure) -> list[Row]:
+    """`measure(device, card name)`'s rows on the visible GPU, else one row saying so."""
+    import torch
+
+    from dnalm.compute import pick_device
+
+    device = pick_device(args.device)
+    if not device.startswith("cuda"):
+        return [Row(section, what, "no GPU visible (torch.cuda.is_available() is False): not measured")]
+    return measure(device, torch.cuda.get_device_name(device))
+
+
 def bench_variants(args, tmp: Path) -> list[Row]:
     """Variants scored per second: the zero-shot LLR (a masked pass per SNV, several per indel:
     pseudo-log-likelihood), the embedding of ref + alt windows (what the heads and distances
     read; the heads themselves are cheap), and both, on the CPU and on a visible GPU."""
     import collections
-
-    import torch
 
     from dnalm.embedding.engine import Embedder
     from dnalm.encoders import Encoder
@@ -783,28 +806,16 @@ def bench_variants(args, tmp: Path) -> list[Row]:
                 variant_rate(n, whole), f"1 million variants: {hours:,.1f} h of {per}"),
         ]
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         rows = measure("cpu", "cpu", "fp32", "CPU, 1 thread")
-    finally:
-        torch.set_num_threads(before)
-    from dnalm.compute import pick_device
-
-    device = pick_device(args.device)
-    if not device.startswith("cuda"):
-        rows.append(Row("8 variants", "the same on the GPU (LLR fp32, embedding bf16)",
-                        "no GPU visible (torch.cuda.is_available() is False): not measured"))
-    else:
-        rows += measure("gpu", device, "bf16", torch.cuda.get_device_name(device))
-    return rows
+    return rows + on_gpu(args, "8 variants", "the same on the GPU (LLR fp32, embedding bf16)",
+                         lambda device, name: measure("gpu", device, "bf16", name))
 
 
 def bench_annotation(args, tmp: Path) -> list[Row]:
     """Bases of genome annotated per second: the tagger over overlapping windows, against the
     embedding of the same windows (what a sequence run computes), and the k-mer baseline."""
     import pysam
-    import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -841,9 +852,7 @@ def bench_annotation(args, tmp: Path) -> list[Row]:
                 f"human genome: {hours / (n / best['tagger']):,.1f} h of {per}"),
         ]
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         rows = measure("cpu", "fp32", "CPU, 1 thread")
         rng = np.random.default_rng(0)
         positions = np.sort(rng.integers(48, len(sequence) - 48, 20_000))
@@ -855,17 +864,8 @@ def bench_annotation(args, tmp: Path) -> list[Row]:
         best = side_by_side({"kmer": lambda: predict_contig(sequence, scaler, model, 4, 48, 3)}, args.rounds)
         rows.append(Row("9 annotation", f"per-base 4-mer logistic baseline (flank 48), same {args.annotation_kb} kb, "
                                         "CPU, 1 thread", f"{len(sequence) / best['kmer']:,.0f} bp/s"))
-    finally:
-        torch.set_num_threads(before)
-    from dnalm.compute import pick_device
-
-    device = pick_device(args.device)
-    if not device.startswith("cuda"):
-        rows.append(Row("9 annotation", "the same on the GPU (bf16)",
-                        "no GPU visible (torch.cuda.is_available() is False): not measured"))
-    else:
-        rows += measure(device, "bf16", torch.cuda.get_device_name(device))
-    return rows
+    return rows + on_gpu(args, "9 annotation", "the same on the GPU (bf16)",
+                         lambda device, name: measure(device, "bf16", name))
 
 
 # ----------------------------------------------------------------------------- report
