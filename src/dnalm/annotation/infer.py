@@ -20,6 +20,7 @@ import torch
 
 from ..compute import pick_device
 from ..encoders import Encoder
+from ..errors import InputError
 from ..inputs.fasta import open_fasta, read_fai
 from ..settings import EncoderSpec
 from ..windows.bases import as_n
@@ -49,8 +50,6 @@ def load_tagger(spec: EncoderSpec, model_dir: str, window_size: int, stride: int
     head, config = load_tagger_head(model_dir)
     encoder = Encoder.load(spec, window_size, stride, device)
     if encoder.identity.hidden_size != config["hidden_size"]:
-        from ..errors import InputError
-
         raise InputError(f"the annotation head reads {config['hidden_size']}-wide token states, but the encoder "
                          f"gives {encoder.identity.hidden_size}", path=model_dir,
                          fix="train the annotator again with this encoder (remove the folder)")

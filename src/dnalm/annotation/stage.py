@@ -17,6 +17,9 @@ from ..inputs.fasta import read_fai
 from ..inputs.plan import file_state
 from ..io import write_json_atomic
 from ..settings import RunSettings, check_lora_rank
+from ..windows.shards import shard_name
+from . import features as features_module
+from . import split as split_module
 from .features import annotation_classes, read_features
 from .split import shard_count, split_genome
 
@@ -31,17 +34,12 @@ class AnnotationPlan:
     key: str = ""  # what the checks were made from (the cache's key)
 
     def shard_names(self) -> list[str]:
-        from ..windows.shards import shard_name
-
         return [shard_name(i) for i in range(self.shards)]
 
 
 def _plan_key(settings: RunSettings, fasta: str) -> str:
     """A digest of what the checked plan is made from: the annotation and window settings,
     the features file, the reference and its index, and the code that reads them."""
-    from . import features as features_module
-    from . import split as split_module
-
     code = b"".join(Path(m.__file__).read_bytes() for m in (features_module, split_module, sys.modules[__name__]))
     state = {"version": __version__, "code": hashlib.sha256(code).hexdigest(),
              "annotation": asdict(settings.annotation), "strands": settings.encoder.spec.strands,
